@@ -1,0 +1,53 @@
+# Two entry points for a fresh machine (Debian, Python 3.11, root): `make demo` and `make test`.
+# Everything else is a step they share.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+GRADER := $(BIN)/grader
+DEMO := demo
+# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux).
+APT_PACKAGES := bubblewrap util-linux
+
+.PHONY: demo test setup system-packages lock clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -qq --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+# The demo works in its own folder (demo/), next to the course's real data, never on it.
+demo: setup
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	cp grader.toml $(DEMO)/grader.toml
+	ln -s ../assignments $(DEMO)/assignments
+	$(GRADER) -c $(DEMO)/grader.toml sample task5 --out $(DEMO)/moodle
+	$(GRADER) -c $(DEMO)/grader.toml import task5 $(DEMO)/moodle/WWA-PyML-task5-4711.zip --worksheet $(DEMO)/moodle/Grades-WWA-PyML-task5-4711.csv
+	$(GRADER) -c $(DEMO)/grader.toml grade task5
+	$(GRADER) -c $(DEMO)/grader.toml status task5
+	$(GRADER) -c $(DEMO)/grader.toml export task5 --worksheet $(DEMO)/moodle/Grades-WWA-PyML-task5-4711.csv --out $(DEMO)/Upload-task5.csv
+	@echo "Upload $(DEMO)/Upload-task5.csv to Moodle (Grading action: Upload grading worksheet)."
+
+test: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+# Regenerate requirements.lock (with hashes) from requirements.in; needs network access to the registry.
+lock:
+	$(BIN)/pip install -qq pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock requirements.in
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,211 @@
+"""Check: judge a submission's executions with the task's pytest rubric, in a separate process, into a verdict.
+
+Two kinds of criteria: the grader's own per notebook (handed in, executed to the end within the limits,
+optionally "uploaded with outputs"), and the task's rubric (plain pytest under assignments/TASK/rubric/, run
+by `python -m pytest` with the autograder.rubric plugin, outside the sandbox). The rubric reads only the
+checked files of the executions. Verdict: pass when every required criterion passes; error when no task
+notebook was handed in at all (nothing could be graded); else fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autograder.config import Config, TaskConfig
+from autograder.errors import RubricError
+from autograder.execute import ExecutionOutcome
+from autograder.sandbox import ExitReason
+
+RUBRIC_TIMEOUT_SECONDS = 600
+MAX_UPLOAD_NOTEBOOK_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class Criterion:
+    """One criterion's result; `message` is German and shown to the student, `detail` only to staff."""
+
+    criterion: str
+    notebook_id: str
+    title: str
+    required: bool
+    passed: bool
+    message: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Judgement:
+    verdict: str  # pass | fail | error
+    criteria: list[Criterion] = field(default_factory=list)
+    rubric_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SubmittedNotebook:
+    """A task notebook as found (or not) in the submission, with its execution if it ran."""
+
+    notebook_id: str
+    upload: Path | None
+    outcome: ExecutionOutcome | None
+
+
+def judge(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook]) -> Judgement:
+    """All criteria of one submission and its verdict."""
+    criteria: list[Criterion] = []
+    for item in notebooks:
+        criteria += _builtin_criteria(task, item)
+    if all(item.upload is None for item in notebooks):
+        return Judgement("error", criteria)
+    started = time.monotonic()
+    criteria += run_rubric(config, task, notebooks)
+    verdict = "pass" if all(c.passed for c in criteria if c.required) else "fail"
+    return Judgement(verdict, criteria, rubric_seconds=time.monotonic() - started)
+
+
+def rubric_dir(config: Config, task: TaskConfig) -> Path:
+    return config.task_dir(task.id) / "rubric"
+
+
+def rubric_hash(config: Config, task: TaskConfig) -> str:
+    """Hash of the rubric files and the hidden data they read: a change regrades everything."""
+    digest = hashlib.sha256()
+    task_dir = config.task_dir(task.id)
+    for folder in (task_dir / "rubric", task_dir / "hidden"):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(path.relative_to(task_dir)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_rubric(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook]) -> list[Criterion]:
+    """Run the task's rubric over the executions in a fresh pytest process; RubricError if it cannot run."""
+    folder = rubric_dir(config, task)
+    if not folder.is_dir():
+        raise RubricError(f"task {task.id}: rubric folder {folder} not found")
+    with tempfile.TemporaryDirectory(prefix="grader-rubric-") as tmp:
+        manifest, report = Path(tmp) / "manifest.json", Path(tmp) / "report.json"
+        manifest.write_text(json.dumps(_manifest(config, task, notebooks)), encoding="utf-8")
+        argv = [
+            sys.executable, "-m", "pytest", str(folder), "-p", "autograder.rubric",
+            f"--grader-manifest={manifest}", f"--grader-report={report}",
+            "--assert=plain", "-q", "--no-header", "-p", "no:cacheprovider", "-p", "no:randomly",
+            f"--rootdir={folder}", "-c", "/dev/null", "-W", "ignore::DeprecationWarning",
+        ]
+        try:
+            proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=RUBRIC_TIMEOUT_SECONDS,
+                                  env=_rubric_environment())
+        except subprocess.TimeoutExpired:
+            raise RubricError(f"task {task.id}: rubric ran longer than {RUBRIC_TIMEOUT_SECONDS} s") from None
+        # pytest exit codes: 0 all passed, 1 some failed; anything else means the rubric itself is broken.
+        if proc.returncode not in (0, 1) or not report.exists():
+            last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+            raise RubricError(f"task {task.id}: rubric could not run (pytest exit {proc.returncode}): {last[0]}")
+        raw = json.loads(report.read_text(encoding="utf-8"))
+    return [Criterion(**entry) for entry in raw]
+
+
+def _manifest(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook]) -> dict[str, Any]:
+    return {
+        "task": task.id,
+        "task_dir": str(config.task_dir(task.id)),
+        "settings": dict(task.rubric),
+        "notebooks": {
+            item.notebook_id: {
+                "file": task.notebook(item.notebook_id).file,
+                "title": task.notebook(item.notebook_id).title,
+                "folder": str(item.outcome.folder) if item.outcome else None,
+            }
+            for item in notebooks
+        },
+    }
+
+
+def _rubric_environment() -> dict[str, str]:
+    import os
+
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    return env
+
+
+# --- The grader's own criteria ----------------------------------------------------------------------------
+
+
+def _builtin_criteria(task: TaskConfig, item: SubmittedNotebook) -> list[Criterion]:
+    notebook = task.notebook(item.notebook_id)
+    label = notebook.title or notebook.file
+
+    def criterion(name: str, title: str, passed: bool, message: str = "", detail: str = "") -> Criterion:
+        return Criterion(f"{item.notebook_id}.{name}", item.notebook_id, title, True, passed,
+                         "" if passed else message, detail)
+
+    if item.upload is None:
+        return [criterion("submitted", f"{label}: Notebook abgegeben", False,
+                          f"Das Notebook „{notebook.file}“ wurde in der Abgabe nicht gefunden.")]
+    found = [criterion("submitted", f"{label}: Notebook abgegeben", True)]
+    if task.require_outputs:
+        has_outputs = _has_own_outputs(item.upload)
+        found.append(criterion(
+            "outputs", f"{label}: Notebook mit Ausgaben hochgeladen", has_outputs,
+            "Das Notebook wurde ohne Ausgaben hochgeladen. Bitte führen Sie es vor dem Hochladen vollständig "
+            "aus und speichern Sie es mit den Ausgaben („Notebook mit Ausgaben hochladen“).",
+        ))
+    outcome = item.outcome
+    assert outcome is not None
+    execution = _read_execution(outcome.folder)
+    message = _execution_message(outcome, execution)
+    found.append(criterion("executed", f"{label}: läuft vollständig durch", message is None, message or "",
+                           f"{outcome.reason.value}/{outcome.runner_status}: {outcome.message}"))
+    return found
+
+
+def _execution_message(outcome: ExecutionOutcome, execution: dict[str, Any]) -> str | None:
+    """None if the notebook ran to its end within the limits, else a German explanation."""
+    reason, status = outcome.reason, outcome.runner_status
+    running = execution.get("running_cell")
+    at_cell = f" Zelle {running + 1} lief zu diesem Zeitpunkt noch." if isinstance(running, int) else ""
+    if reason is ExitReason.MEMORY:
+        return (f"Das Notebook hat das Speicherlimit von {execution.get('memory_mb')} MB überschritten und wurde "
+                f"beendet.{at_cell}")
+    if reason is ExitReason.TIMEOUT or status == "timeout":
+        return (f"Das Notebook wurde nach dem Zeitlimit von {execution.get('notebook_timeout')} s abgebrochen."
+                f"{at_cell} Prüfen Sie es auf Endlosschleifen oder sehr lange Berechnungen.")
+    if reason is ExitReason.OUTPUT_LIMIT:
+        return "Das Notebook hat zu viele oder zu große Ausgaben erzeugt und wurde abgebrochen."
+    if status == "invalid-notebook":
+        return "Die Datei ist kein gültiges Jupyter-Notebook und konnte nicht geöffnet werden."
+    if status == "kernel-died":
+        return ("Der Python-Kernel ist während der Ausführung abgestürzt (z. B. durch os._exit, einen "
+                f"Speicherzugriffsfehler oder zu viel Speicher).{at_cell}")
+    if status != "completed" or reason not in (ExitReason.OK,):
+        return "Das Notebook konnte nicht vollständig ausgeführt werden."
+    return None
+
+
+def _read_execution(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / "execution.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _has_own_outputs(upload: Path) -> bool:
+    """Whether the uploaded notebook (as uploaded, not as we ran it) carries outputs of a run."""
+    try:
+        if upload.stat().st_size > MAX_UPLOAD_NOTEBOOK_BYTES:
+            return False
+        nb = json.loads(upload.read_text(encoding="utf-8"))
+        cells = nb.get("cells", []) if isinstance(nb, dict) else []
+    except (OSError, ValueError, RecursionError):
+        return False
+    code = [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code" and c.get("source")]
+    return bool(code) and any(c.get("outputs") or c.get("execution_count") for c in code)

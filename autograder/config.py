@@ -1,0 +1,228 @@
+"""grader.toml: the course, its tasks, where files live and how student code runs; validated once on load.
+
+Every section is one pydantic model with a type, a default and a description per field. `load_config` is the
+only reader of the file; the CLI loads it once and passes values down. Relative paths are resolved against the
+folder that holds grader.toml, so the grader behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autograder.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "grader.toml"
+CONFIG_ENV_VAR = "GRADER_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CourseConfig(_Section):
+    name: str = Field(description="Full course title, shown in feedback pages.")
+    short_name: str = Field(description="Moodle's course short name, used in generated file names.")
+    term: str = Field(default="", description="Term, e.g. 'Wintersemester 2026/27'.")
+
+
+class PathsConfig(_Section):
+    assignments: Path = Field(default=Path("assignments"), description="Task sources, data, rubrics, solutions.")
+    release: Path = Field(default=Path("release"), description="Where `grader release` writes student material.")
+    submissions: Path = Field(default=Path("submissions"), description="Imported submissions, one folder per task.")
+    runs: Path = Field(default=Path("runs"), description="Executed notebooks and captured figures per run.")
+    database: str = Field(default="sqlite:///grader.db", description="SQLAlchemy URL of the grader's database.")
+    nbgrader_course: Path = Field(default=Path("nbgrader"), description="nbgrader course directory (gradebook).")
+    offline_data: Path = Field(
+        default=Path(".offline-data"),
+        description="Folder that `grader data` fills: 20 Newsgroups cache, NLTK data, model path.",
+    )
+
+
+class SandboxConfig(_Section):
+    backend: str = Field(default="bwrap", description="Sandbox backend: bwrap, podman or docker.")
+    uid: int = Field(default=61000, ge=1000, description="First unprivileged uid; worker k runs as uid + k.")
+    workers: int = Field(default=2, ge=1, le=64, description="Submissions graded at once.")
+    pids: int = Field(default=256, ge=16, description="Most processes (and threads) one sandbox may hold.")
+    file_size_mb: int = Field(default=512, ge=1, description="Largest file a notebook may write.")
+    scratch_mb: int = Field(default=1024, ge=16, description="Size of the writable scratch (tmpfs) in MB.")
+    output_mb: int = Field(default=64, ge=1, description="Most bytes a sandbox may send back (executed notebook).")
+    grace_seconds: int = Field(default=20, ge=1, description="Extra wall time before a sandbox is killed hard.")
+
+
+class ScaleConfig(_Section):
+    passed: str = Field(default="erfolgreich bearbeitet", description="Moodle scale item for a pass.")
+    failed: str = Field(default="nicht erfolgreich bearbeitet", description="Moodle scale item for a fail.")
+
+
+class MoodleConfig(_Section):
+    identifier_header: str = Field(default="Identifier", description="Worksheet column of 'Participant N'.")
+    fullname_header: str = Field(default="Full name", description="Worksheet column of the participant's name.")
+    email_header: str = Field(default="Email address", description="Worksheet column of the e-mail address.")
+    status_header: str = Field(default="Status", description="Worksheet column of the submission status.")
+    grade_header: str = Field(default="Grade", description="Worksheet column Moodle reads the grade from.")
+    modified_header: str = Field(default="Last modified (grade)", description="Worksheet grade date column.")
+    feedback_header: str = Field(default="Feedback comments", description="Worksheet feedback column (HTML).")
+    participant_prefix: str = Field(default="Participant ", description="Prefix of identifiers in the worksheet.")
+    draft_status: str = Field(default="Draft (not submitted)", description="Status text of an unsubmitted draft.")
+
+
+class RuntimeConfig(_Section):
+    kind: Literal["cpu", "gpu"] = Field(default="cpu", description="Whether the runtime offers a GPU.")
+    image: str = Field(default="", description="Container image, pinned by digest (container backends).")
+    rootfs: Path | None = Field(default=None, description="Root filesystem for `podman --rootfs` (offline tests).")
+
+
+class NotebookConfig(_Section):
+    id: str = Field(description="Short id of the notebook within its task, e.g. 'clustering'.")
+    file: str = Field(description="File name of the released notebook.")
+    title: str = Field(default="", description="German title shown in feedback.")
+    runtime: str | None = Field(default=None, description="Runtime override for this notebook.")
+    parameters: dict[str, Union[str, int, float, bool]] = Field(
+        default_factory=dict, description="Extra papermill parameters."
+    )
+    fast_parameters: dict[str, Union[str, int, float, bool]] = Field(
+        default_factory=dict, description="Papermill parameters added in fast mode (CPU grading of GPU work)."
+    )
+    probe: str | None = Field(
+        default=None, description="Probe script (in the task folder) run after the notebook inside the sandbox."
+    )
+    cell_timeout: int | None = Field(default=None, ge=1, description="Per-cell timeout override (s).")
+    notebook_timeout: int | None = Field(default=None, ge=1, description="Per-notebook timeout override (s).")
+    memory_mb: int | None = Field(default=None, ge=64, description="Memory limit override (MB).")
+
+
+Scalar = Union[str, int, float, bool]
+
+
+class TaskConfig(_Section):
+    id: str = Field(description="Task id, the key under [tasks].")
+    title: str = Field(description="German title of the task.")
+    runtime: str = Field(default="cpu", description="Runtime (see [runtimes]) the notebooks run in.")
+    cell_timeout: int = Field(default=120, ge=1, description="Seconds one cell may run.")
+    notebook_timeout: int = Field(default=600, ge=1, description="Seconds one notebook may run in all.")
+    memory_mb: int = Field(default=3072, ge=64, description="Memory limit of one sandbox (MB).")
+    pass_rule: Literal["all-required"] = Field(
+        default="all-required", description="How criteria become a verdict: pass if every required one passes."
+    )
+    require_outputs: bool = Field(
+        default=False, description="Course rule 'Notebook mit Ausgaben hochladen': uploads must carry outputs."
+    )
+    fast_mode: bool = Field(default=False, description="Run with FAST_MODE=True and the notebooks' fast parameters.")
+    notebooks: list[NotebookConfig] = Field(min_length=1, description="The notebooks a submission must contain.")
+    rubric: dict[str, Scalar] = Field(default_factory=dict, description="Thresholds the rubric reads.")
+
+    @field_validator("notebooks")
+    @classmethod
+    def _unique_notebook_ids(cls, notebooks: list[NotebookConfig]) -> list[NotebookConfig]:
+        ids = [nb.id for nb in notebooks]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"notebook ids must be unique, got {ids}")
+        return notebooks
+
+    def notebook(self, notebook_id: str) -> NotebookConfig:
+        for nb in self.notebooks:
+            if nb.id == notebook_id:
+                return nb
+        raise ConfigError(f"task {self.id} has no notebook {notebook_id!r}")
+
+
+class Config(_Section):
+    course: CourseConfig
+    paths: PathsConfig = PathsConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    scale: ScaleConfig = ScaleConfig()
+    moodle: MoodleConfig = MoodleConfig()
+    runtimes: dict[str, RuntimeConfig] = Field(default_factory=lambda: {"cpu": RuntimeConfig()})
+    tasks: dict[str, TaskConfig] = Field(min_length=1)
+    root: Path = Field(default=Path("."), description="Folder holding grader.toml (set by load_config).")
+    source: Path = Field(default=Path(DEFAULT_CONFIG_NAME), description="The file this was loaded from.")
+
+    @model_validator(mode="after")
+    def _runtimes_exist(self) -> "Config":
+        for task in self.tasks.values():
+            for runtime in [task.runtime, *(nb.runtime for nb in task.notebooks if nb.runtime)]:
+                if runtime not in self.runtimes:
+                    raise ValueError(f"tasks.{task.id}: runtime {runtime!r} is not declared under [runtimes]")
+        return self
+
+    def task(self, task_id: str) -> TaskConfig:
+        """The task with this id, or a ConfigError that lists the known ones."""
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks))
+            raise ConfigError(f"{self.source}: no task {task_id!r} (known: {known})") from None
+
+    def path(self, relative: Path) -> Path:
+        """A configured path made absolute against the folder of grader.toml."""
+        return relative if relative.is_absolute() else (self.root / relative)
+
+    def database_url(self) -> str:
+        """The database URL, with a relative SQLite file resolved against the folder of grader.toml."""
+        url = self.paths.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            return prefix + str(self.root / url[len(prefix):])
+        return url
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.path(self.paths.assignments) / task_id
+
+    def runtime_for(self, task: TaskConfig, notebook: NotebookConfig) -> tuple[str, RuntimeConfig]:
+        name = notebook.runtime or task.runtime
+        return name, self.runtimes[name]
+
+
+def find_config(explicit: Path | None = None) -> Path:
+    """The config file to use: the explicit one, else $GRADER_CONFIG, else ./grader.toml."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    return Path(from_env) if from_env else Path(DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate grader.toml; any problem becomes one ConfigError line naming the file and key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    for key in ("root", "source"):
+        if key in raw:
+            raise ConfigError(f"{path}: {key}: unknown key")
+    tasks = raw.get("tasks")
+    if isinstance(tasks, dict):
+        raw["tasks"] = {tid: {"id": tid, **t} if isinstance(t, dict) else t for tid, t in tasks.items()}
+    root = path.resolve().parent
+    try:
+        return Config(**raw, root=root, source=path)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_problem(exc)}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    if error["type"] == "missing":
+        return f"{location}: missing key"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def fingerprint(*parts: object) -> str:
+    """A stable sha256 over JSON-able parts (config sections, hashes); used to key cached results."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()

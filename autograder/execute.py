@@ -1,0 +1,276 @@
+"""Execute: run one submitted notebook in a fresh sandbox and keep what came back, checked, on disk.
+
+The sandbox sees the submission's files (read-only, copied into its scratch by the runner), the task's public
+data, the offline data (NLTK, 20 Newsgroups cache, model) and, for probed notebooks, the probe and its public
+inputs. Never the hidden labels, the rubric, the database or other submissions. Results are cached by a key
+over everything that can change them, so an unchanged notebook is never run twice; an execution folder
+appears (by rename) only when complete, and only then is it recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder import capture
+from autograder.config import Config, NotebookConfig, TaskConfig, fingerprint
+from autograder.errors import SandboxError
+from autograder.sandbox import ExitReason, Limits, Mount, RunSpec, Sandbox
+
+RUNNER_MODULE = "autograder.inside.runner"
+INSIDE_PACKAGE = Path(__file__).parent / "inside"
+
+# Where things appear inside the sandbox.
+INPUT_DIR = "/input"
+DATA_DIR = "/data"
+OFFLINE_DIR = "/opt/grader-offline"
+JOB_FILE = "/grader/job.json"
+PROBE_FILE = "/grader/probe.py"
+PROBE_DATA_DIR = "/grader/probe-data"
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One notebook of one submission to execute: the notebook file and the other files that go with it."""
+
+    task: TaskConfig
+    notebook: NotebookConfig
+    notebook_file: Path  # the submitted notebook on the host
+    companions: tuple[Path, ...] = ()  # other uploaded files copied next to it (data, helper modules, a repo)
+    base: Path | None = None  # folder the companions are relative to
+
+
+@dataclass
+class ExecutionOutcome:
+    """How one execution ended and where its checked outputs are."""
+
+    key: str
+    reason: ExitReason
+    runner_status: str
+    message: str
+    wall_seconds: float
+    memory_peak_mb: float | None
+    folder: Path
+
+
+class Executor:
+    """Runs NotebookRuns in one sandbox backend with the task's limits; one instance serves all workers."""
+
+    def __init__(self, config: Config, sandbox: Sandbox, fast_mode: bool = False) -> None:
+        self.config = config
+        self.sandbox = sandbox
+        self.fast_mode = fast_mode
+        self.runs_root = config.path(config.paths.runs)
+        self.offline_dir = config.path(config.paths.offline_data)
+        self._runner_hash = _tree_hash(INSIDE_PACKAGE)
+
+    def key(self, run: NotebookRun) -> str:
+        """Everything that can change the outcome of running this notebook, hashed."""
+        task_dir = self.config.task_dir(run.task.id)
+        files = [(str(p.relative_to(run.base)) if run.base else p.name, _file_hash(p)) for p in run.companions]
+        return fingerprint(
+            _file_hash(run.notebook_file), sorted(files), run.notebook.model_dump(mode="json"),
+            {k: getattr(run.task, k) for k in ("cell_timeout", "notebook_timeout", "memory_mb")},
+            _tree_hash(task_dir / "data"), _tree_hash(task_dir / "probe-data" / run.notebook.id),
+            _file_hash(task_dir / run.notebook.probe) if run.notebook.probe else "",
+            _tree_hash(self.offline_dir, names_only=True), self.sandbox.name, self.sandbox.runtime_id(),
+            self._runner_hash, self.fast_mode, self.config.sandbox.model_dump(mode="json"),
+        )
+
+    def folder_for(self, key: str) -> Path:
+        return self.runs_root / "executions" / key[:2] / key
+
+    def execute(self, run: NotebookRun, slot: int = 0) -> ExecutionOutcome:
+        """Run the notebook in the sandbox; every student failure is in the outcome, nothing is raised."""
+        key = self.key(run)
+        folder = self.folder_for(key)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{key[:12]}-", dir=folder.parent) as tmp:
+            staging = Path(tmp)
+            os.chmod(staging, 0o755)
+            spec = self._spec(run, staging, slot)
+            result = self.sandbox.run(spec)
+            outcome = self._keep(run, key, result, staging / "out")
+            target = staging / "out"
+            if folder.exists():
+                shutil.rmtree(folder)
+            target.replace(folder)
+        outcome.folder = folder
+        return outcome
+
+    def _spec(self, run: NotebookRun, staging: Path, slot: int) -> RunSpec:
+        task, notebook = run.task, run.notebook
+        task_dir = self.config.task_dir(task.id)
+        inputs = _stage_inputs(run, staging / "input")
+        mounts = [Mount(inputs, INPUT_DIR)]
+        if (task_dir / "data").is_dir():
+            mounts.append(Mount(task_dir / "data", DATA_DIR))
+        if self.offline_dir.is_dir():
+            mounts.append(Mount(self.offline_dir, OFFLINE_DIR))
+        if notebook.probe:
+            mounts.append(Mount(task_dir / notebook.probe, PROBE_FILE))
+            if (task_dir / "probe-data" / notebook.id).is_dir():
+                mounts.append(Mount(task_dir / "probe-data" / notebook.id, PROBE_DATA_DIR))
+        cell_timeout = notebook.cell_timeout or task.cell_timeout
+        notebook_timeout = notebook.notebook_timeout or task.notebook_timeout
+        job = {
+            "input_dir": INPUT_DIR,
+            "notebook": run.notebook_file.name,
+            "data_dir": DATA_DIR if (task_dir / "data").is_dir() else None,
+            "kernel_dir": "/tmp/grader-kernels",
+            "parameters": self._parameters(notebook),
+            "cell_timeout": cell_timeout,
+            "notebook_timeout": notebook_timeout,
+            "probe": PROBE_FILE if notebook.probe else None,
+        }
+        job_file = staging / "job.json"
+        job_file.write_text(json.dumps(job))
+        job_file.chmod(0o644)
+        mounts.append(Mount(job_file, JOB_FILE))
+        sandbox = self.config.sandbox
+        limits = Limits(
+            memory_mb=notebook.memory_mb or task.memory_mb,
+            pids=sandbox.pids,
+            cpu_seconds=int(notebook_timeout * 4) + 60,  # CPU time over all cores; the wall clock rules
+            file_size_mb=sandbox.file_size_mb,
+            scratch_mb=sandbox.scratch_mb,
+            wall_seconds=notebook_timeout + sandbox.grace_seconds + 30,
+            output_bytes=sandbox.output_mb * 1024 * 1024,
+        )
+        _, runtime = self.config.runtime_for(task, notebook)
+        return RunSpec(
+            argv=["python", "-I", "-m", RUNNER_MODULE, JOB_FILE],
+            environment=_sandbox_environment(),
+            mounts=mounts,
+            limits=limits,
+            slot=slot,
+            gpu=runtime.kind == "gpu",
+        )
+
+    def _parameters(self, notebook: NotebookConfig) -> dict:
+        values = {"DATA_DIR": DATA_DIR, "FAST_MODE": self.fast_mode}
+        values.update(notebook.parameters)
+        if self.fast_mode:
+            values.update(notebook.fast_parameters)
+        places = {"data_dir": DATA_DIR, "offline_dir": OFFLINE_DIR}
+        return {k: v.format(**places) if isinstance(v, str) else v for k, v in values.items()}
+
+    def _keep(self, run: NotebookRun, key: str, result, out: Path) -> ExecutionOutcome:
+        """Check the sandbox's output and write the rubric's inputs: executed notebook, figures, probe, summary."""
+        out.mkdir()
+        status, message, report = "no-report", "", {}
+        try:
+            report = capture.parse_report(result.stdout) if result.reason != ExitReason.OUTPUT_LIMIT else {}
+            status, message = report.get("status", "no-report"), str(report.get("message", ""))[:2000]
+        except capture.CaptureError as exc:
+            status, message = ("no-report" if not result.stdout.strip() else "invalid-report"), str(exc)
+        summary = {
+            "notebook_id": run.notebook.id,
+            "notebook_file": run.notebook_file.name,
+            "exit_reason": result.reason.value,
+            "runner_status": status,
+            "message": message,
+            "wall_seconds": round(result.wall_seconds, 3),
+            "memory_peak_mb": result.memory_peak_mb,
+            "running_cell": report.get("running_cell") if isinstance(report.get("running_cell"), int) else None,
+            "timed_out_cells": [i for i in report.get("timed_out_cells", []) if isinstance(i, int)][:1000],
+            "stderr_tail": result.stderr_tail[-4000:],
+            "cell_timeout": run.notebook.cell_timeout or run.task.cell_timeout,
+            "notebook_timeout": run.notebook.notebook_timeout or run.task.notebook_timeout,
+            "memory_mb": run.notebook.memory_mb or run.task.memory_mb,
+        }
+        if "notebook" in report:
+            try:
+                nb = capture.read_notebook(report["notebook"])
+                (out / "executed.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+                figures = capture.extract_figures(nb)
+                (out / "figures.json").write_text(json.dumps([f.model_dump() for f in figures]), encoding="utf-8")
+                (out / "probe.json").write_text(json.dumps(capture.extract_probe(nb)), encoding="utf-8")
+            except capture.CaptureError as exc:
+                summary.update(runner_status="invalid-report", message=str(exc))
+        (out / "execution.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+        return ExecutionOutcome(
+            key=key, reason=result.reason, runner_status=summary["runner_status"], message=summary["message"],
+            wall_seconds=result.wall_seconds, memory_peak_mb=result.memory_peak_mb, folder=out,
+        )
+
+
+def _stage_inputs(run: NotebookRun, target: Path) -> Path:
+    """Copy the notebook and its companions into a world-readable folder for the sandbox's /input."""
+    target.mkdir()
+    shutil.copy2(run.notebook_file, target / run.notebook_file.name)
+    for companion in run.companions:
+        relative = companion.relative_to(run.base) if run.base else Path(companion.name)
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(companion, destination, follow_symlinks=False)
+    for root, dirs, files in os.walk(target):
+        os.chmod(root, 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
+    return target
+
+
+def _sandbox_environment() -> dict[str, str]:
+    """The whole environment student code gets: offline switches, writable caches in /tmp, one BLAS thread."""
+    return {
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "JUPYTER_PATH": "/tmp/grader-kernels",
+        "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
+        "JUPYTER_DATA_DIR": "/tmp/jupyter-data",
+        "JUPYTER_CONFIG_DIR": "/tmp/jupyter-config",
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "IPYTHONDIR": "/tmp/ipython",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "NLTK_DATA": f"{OFFLINE_DIR}/nltk_data",
+        "SCIKIT_LEARN_DATA": f"{OFFLINE_DIR}/scikit_learn_data",
+        "HF_HOME": "/tmp/huggingface",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "2",
+        "MKL_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tree_hash(folder: Path, names_only: bool = False) -> str:
+    """Hash of a folder's files (names and contents, or names and sizes for big read-only data)."""
+    if not folder.exists():
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(str(path.stat().st_size).encode() if names_only else _file_hash(path).encode())
+    return digest.hexdigest()
+
+
+def ensure_sandbox_ready(sandbox: Sandbox) -> None:
+    """Fail early with one line if the backend cannot start anything (e.g. bwrap missing)."""
+    result = sandbox.run(RunSpec(argv=["python", "-I", "-c", "print('ok')"], environment={},
+                                 limits=Limits(wall_seconds=60)))
+    if result.reason is not ExitReason.OK or result.stdout.strip() != b"ok":
+        tail = result.stderr_tail.strip().splitlines()[-1:] or [result.reason.value]
+        raise SandboxError(f"sandbox backend {sandbox.name!r} cannot run Python: {tail[0]}")

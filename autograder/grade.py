@@ -1,0 +1,192 @@
+"""The grading pipeline for one task: for each current submission, execute → capture → check → record.
+
+Submissions run in a pool of worker threads, each driving one sandbox at a time under its own uid slot;
+the database writes happen as each submission finishes. A submission is skipped when it already has a run
+for its grading key (its content, the rubric, the task settings, the runtime), so a second `grader grade`
+does nothing and a killed one picks up where it stopped. Identical notebooks share one cached execution.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from autograder.check import Judgement, SubmittedNotebook, judge, rubric_hash
+from autograder.config import Config, TaskConfig, fingerprint
+from autograder.execute import ExecutionOutcome, Executor, NotebookRun
+from autograder.ingest import submission_files
+from autograder.models import Participant, Submission, SubmittedFile, utcnow
+from autograder.record import (
+    find_execution, gradebook_entries, has_run, record_execution, record_run, sync_gradebook,
+)
+from autograder.sandbox import ExitReason, Sandbox
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A submission waiting to be graded, with everything needed to run it."""
+
+    participant: str
+    name: str
+    submission_id: int
+    runs: dict[str, NotebookRun | None]  # notebook id -> run (None: not handed in)
+    grading_key: str
+
+
+@dataclass
+class GradeSummary:
+    graded: int = 0
+    skipped: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Callbacks:
+    """Optional progress hooks (the CLI's progress bar subscribes to them)."""
+
+    on_plan: Callable[[int, int], None] = lambda to_grade, skipped: None
+    on_submission_start: Callable[[Pending], None] = lambda pending: None
+    on_submission_done: Callable[[Pending, Judgement], None] = lambda pending, judgement: None
+
+
+def grade_task(
+    config: Config, task: TaskConfig, engine: Engine, sandbox: Sandbox, *, workers: int = 1,
+    only: list[str] | None = None, force: bool = False, fast_mode: bool | None = None,
+    callbacks: Callbacks | None = None,
+) -> GradeSummary:
+    """Grade every current submission of `task` that has no result for its grading key (all with force)."""
+    callbacks = callbacks or Callbacks()
+    fast = task.fast_mode if fast_mode is None else fast_mode
+    executor = Executor(config, sandbox, fast_mode=fast)
+    course_dir = config.path(config.paths.nbgrader_course)
+    sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))  # converge after a crash
+
+    summary = GradeSummary()
+    pending = []
+    for item in _plan(config, task, engine, executor, only):
+        if not force and has_run(engine, item.submission_id, item.grading_key):
+            summary.skipped += 1
+        else:
+            pending.append(item)
+    callbacks.on_plan(len(pending), summary.skipped)
+    if not pending:
+        return summary
+
+    provisional = fast and any(config.runtime_for(task, nb)[1].kind == "gpu" for nb in task.notebooks)
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    locks = _KeyLocks()
+    runs_root = config.path(config.paths.runs)
+
+    def work(item: Pending) -> tuple[Pending, Judgement, dict[str, int], object]:
+        slot = slots.get()
+        try:
+            started = utcnow()
+            callbacks.on_submission_start(item)
+            executions: dict[str, int] = {}
+            submitted = []
+            for notebook_id, run in item.runs.items():
+                if run is None:
+                    submitted.append(SubmittedNotebook(notebook_id, None, None))
+                    continue
+                outcome, execution_id = _execute_cached(engine, executor, locks, run, slot, runs_root)
+                executions[notebook_id] = execution_id
+                submitted.append(SubmittedNotebook(notebook_id, run.notebook_file, outcome))
+            return item, judge(config, task, submitted), executions, started
+        finally:
+            slots.put(slot)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade") as pool:
+        futures: list[Future] = [pool.submit(work, item) for item in pending]
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is not None:
+                    for other in remaining:
+                        other.cancel()
+                    raise future.exception()  # a grader failure (rubric, sandbox): stop, keep what is recorded
+                item, judgement, executions, started = future.result()
+                record_run(engine, item.submission_id, item.grading_key, judgement, executions,
+                           sandbox.name, sandbox.runtime_id(), started, provisional=provisional)
+                summary.graded += 1
+                summary.verdicts[judgement.verdict] = summary.verdicts.get(judgement.verdict, 0) + 1
+                callbacks.on_submission_done(item, judgement)
+    sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))
+    return summary
+
+
+def _plan(config: Config, task: TaskConfig, engine: Engine, executor: Executor,
+          only: list[str] | None) -> list[Pending]:
+    """The current, submitted (not draft) submissions of the task, with their notebook runs and keys."""
+    wanted = set(only or [])
+    plan = []
+    rubric = rubric_hash(config, task)
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Participant, Submission).join(Submission, Submission.participant_id == Participant.id)
+            .where(Participant.task == task.id, Submission.current == True, Submission.status == "submitted")  # noqa: E712
+            .order_by(Participant.moodle_id)
+        ).all()
+        for participant, submission in rows:
+            if wanted and participant.moodle_id not in wanted:
+                continue
+            files = session.exec(select(SubmittedFile).where(SubmittedFile.submission_id == submission.id)).all()
+            runs = _notebook_runs(config, task, submission, list(files))
+            keys = {nid: executor.key(run) if run else None for nid, run in runs.items()}
+            key = fingerprint(keys, rubric, task.model_dump(mode="json"))
+            plan.append(Pending(participant.moodle_id, participant.name, submission.id, runs, key))
+    return plan
+
+
+def _notebook_runs(config: Config, task: TaskConfig, submission: Submission,
+                   files: list[SubmittedFile]) -> dict[str, NotebookRun | None]:
+    folder = submission_files(config, submission)
+    notebooks = {f.notebook_id: f for f in files if f.notebook_id}
+    # Files that travel with every notebook: whatever the student uploaded besides notebooks.
+    companions = tuple(folder / f.path for f in files if not f.path.lower().endswith(".ipynb"))
+    runs: dict[str, NotebookRun | None] = {}
+    for notebook in task.notebooks:
+        found = notebooks.get(notebook.id)
+        runs[notebook.id] = None if found is None else NotebookRun(
+            task=task, notebook=notebook, notebook_file=folder / found.path,
+            companions=companions, base=folder,
+        )
+    return runs
+
+
+def _execute_cached(engine: Engine, executor: Executor, locks: "_KeyLocks", run: NotebookRun, slot: int,
+                    runs_root: Path) -> tuple[ExecutionOutcome, int]:
+    key = executor.key(run)
+    with locks.hold(key):  # two submissions with the same notebook: the second waits and reuses
+        cached = find_execution(engine, key)
+        if cached is not None and (runs_root / cached.folder / "execution.json").exists():
+            outcome = ExecutionOutcome(
+                key=key, reason=ExitReason(cached.exit_reason), runner_status=cached.runner_status,
+                message=cached.message, wall_seconds=cached.wall_seconds, memory_peak_mb=cached.memory_peak_mb,
+                folder=runs_root / cached.folder,
+            )
+            return outcome, cached.id
+        outcome = executor.execute(run, slot)
+        execution = record_execution(
+            engine, outcome, run.notebook.id, key, executor.sandbox.name, executor.sandbox.runtime_id(), runs_root
+        )
+        return outcome, execution.id
+
+
+class _KeyLocks:
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def hold(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())

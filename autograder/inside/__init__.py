@@ -1,0 +1,1 @@
+"""Code that runs inside the sandbox, next to student code. It imports nothing from the rest of the grader."""

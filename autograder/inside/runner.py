@@ -1,0 +1,222 @@
+"""The in-sandbox half of execution: run one notebook with papermill and report back on a private channel.
+
+Started by autograder.execute as `python -m autograder.inside.runner JOB.json` inside the sandbox. It copies
+the submission into the scratch folder, injects parameters through papermill's parameters cell, appends the
+task's probe (if any), and executes every cell with the grader's kernel (which loads the figure capture),
+continuing past failing cells. Each cell has a timeout; a watchdog enforces the notebook's deadline by
+killing the kernel (and anything the notebook started). Nothing it reports is trusted by the host.
+
+Only this process may write the report: it keeps the original stdout on a private descriptor, points fd 1 at
+stderr before the kernel starts (the kernel inherits fds 0-2, never the private one), and makes itself
+non-dumpable so the student's processes (same uid) cannot open /proc/<pid>/fd of it. Standard library,
+papermill and nbformat only; it must not import the rest of the grader.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+KERNEL_NAME = "grader-python3"
+PROBE_TAG = "grader-probe"
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+CELL_TIMEOUT_ENAME = "CellTimeoutError"
+
+
+def main(job_path: str) -> int:
+    channel = _private_stdout()
+    _make_undumpable()
+    job = json.loads(Path(job_path).read_text(encoding="utf-8"))
+    started = time.monotonic()
+    try:
+        report = run_job(job)
+    except Exception as exc:  # the runner's own failure: still report, the host decides what it means
+        report = {"status": "runner-error", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+    report["duration"] = round(time.monotonic() - started, 3)
+    channel.write(json.dumps(report).encode("utf-8"))
+    channel.flush()
+    return 0
+
+
+def run_job(job: dict) -> dict:
+    """Prepare the scratch folder and kernel, run the notebook, and describe the outcome."""
+    import nbformat
+
+    workdir = Path.cwd()
+    _copy_tree(Path(job["input_dir"]), workdir)
+    if job.get("data_dir") and not (workdir / "data").exists():
+        (workdir / "data").symlink_to(job["data_dir"])
+    _install_kernel(Path(job["kernel_dir"]), job.get("kernel_env", {}))
+
+    source = workdir / job["notebook"]
+    try:
+        nb = nbformat.read(str(source), as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:
+        return {"status": "invalid-notebook", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+    if job.get("probe"):
+        nb.cells.append(_probe_cell(Path(job["probe"]).read_text(encoding="utf-8")))
+    prepared = Path("/tmp/grader-input.ipynb")
+    nbformat.write(nb, str(prepared))
+    return _execute(prepared, job)
+
+
+def _execute(prepared: Path, job: dict) -> dict:
+    import nbformat
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    output = Path("/tmp/grader-output.ipynb")
+    deadline = _Deadline(job["notebook_timeout"])
+    timed_out_cells: list[int] = []
+
+    def on_cell_executed(cell, cell_index, execute_reply):
+        content = execute_reply.get("content", {})
+        if content.get("ename") == CELL_TIMEOUT_ENAME:
+            timed_out_cells.append(cell_index)
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "error", ename=CELL_TIMEOUT_ENAME, evalue=content.get("evalue", ""), traceback=[]
+                )
+            )
+
+    status, message = "completed", ""
+    deadline.start()
+    try:
+        papermill.execute_notebook(
+            str(prepared),
+            str(output),
+            parameters=job.get("parameters") or None,
+            kernel_name=KERNEL_NAME,
+            language="python",
+            progress_bar=False,
+            cwd=str(Path.cwd()),
+            execution_timeout=job["cell_timeout"],
+            start_timeout=120,
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            # After a timed-out cell the kernel may still be busy; waiting for its output must not abort.
+            raise_on_iopub_timeout=False,
+            error_on_timeout={
+                "ename": CELL_TIMEOUT_ENAME,
+                "evalue": f"cell exceeded {job['cell_timeout']} s",
+                "traceback": [],
+            },
+            on_cell_executed=on_cell_executed,
+        )
+    except PapermillExecutionError:
+        pass  # some cell raised; each error is in the notebook, which is what we report
+    except Exception as exc:
+        # The kernel died (killed at the deadline, by the memory limit, or by itself) or would not start.
+        if deadline.expired:
+            status = "timeout"
+        elif isinstance(exc, DeadKernelError):
+            status = "kernel-died"
+        else:
+            status = "runner-error"
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+    finally:
+        deadline.cancel()
+    if not output.exists():
+        return {"status": status if status != "completed" else "runner-error", "message": message or "no output"}
+    executed = nbformat.read(str(output), as_version=4)
+    executed.cells = [c for c in executed.cells if PAPERMILL_ERROR_TAG not in c.get("metadata", {}).get("tags", [])]
+    return {
+        "status": status,
+        "message": message,
+        "running_cell": _running_cell(executed) if status != "completed" else None,
+        "timed_out_cells": timed_out_cells,
+        "notebook": executed,
+    }
+
+
+class _Deadline:
+    """Kill the kernel and every other process of this sandbox when the notebook's time is up."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        mine = {os.getpid(), 1}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in mine:
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def _running_cell(nb) -> int | None:
+    for index, cell in enumerate(nb.cells):
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            return index
+    return None
+
+
+def _probe_cell(source: str):
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = [PROBE_TAG]
+    return cell
+
+
+def _install_kernel(kernel_dir: Path, env: dict) -> None:
+    """A kernelspec for this interpreter that loads the figure capture extension on start."""
+    spec_dir = kernel_dir / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                 "--ext=autograder.inside.figures", "--HistoryManager.enabled=False"],
+        "display_name": "Python 3 (grader)",
+        "language": "python",
+        "env": env,
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    for entry in source.iterdir():
+        destination = target / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, destination, symlinks=True)
+        elif entry.is_file() and not entry.is_symlink():
+            shutil.copy2(entry, destination)
+
+
+def _private_stdout():
+    """Keep the real stdout for the report and give everything else (the kernel included) stderr as fd 1."""
+    sys.stdout.flush()
+    private = os.dup(1)  # non-inheritable by default: the kernel does not get it
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(private, "wb")
+
+
+def _make_undumpable() -> None:
+    """PR_SET_DUMPABLE=0: processes of the same uid can no longer open /proc/<this pid>/fd/*."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,243 @@
+"""Record: store a judged submission in our database (one transaction) and mirror it to nbgrader's gradebook.
+
+Our database is the record of truth: a Run and its CriterionResults are committed together, so a grading
+run killed at any moment leaves each submission either fully graded or not at all. nbgrader's gradebook is
+a mirror, brought up to date from the database (`sync_gradebook`) after every run and at the start of
+every `grader grade`, so it converges even after a crash between the two writes. In the gradebook each task
+is an assignment with one notebook "verdict" holding one grade cell worth 1 point: the automatic verdict
+goes to auto_score (1 = pass, 0 = fail), a TA's override to manual_score (which nbgrader ranks higher).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from autograder.check import Judgement
+from autograder.errors import GradebookError
+from autograder.execute import ExecutionOutcome
+from autograder.models import (
+    CriterionResult, Execution, Override, Participant, Run, RunExecution, Submission, utcnow,
+)
+
+VERDICT_NOTEBOOK = "verdict"
+VERDICT_CELL = "passed"
+
+
+def find_execution(engine: Engine, key: str) -> Execution | None:
+    """The cached execution for this key, if its folder still exists."""
+    with Session(engine) as session:
+        execution = session.exec(select(Execution).where(Execution.key == key)).first()
+    return execution
+
+
+def record_execution(engine: Engine, outcome: ExecutionOutcome, notebook_id: str, notebook_sha: str,
+                     backend: str, runtime: str, runs_root: Path) -> Execution:
+    """Store a finished execution (its folder already in place); an existing row for the key is kept."""
+    with Session(engine) as session:
+        existing = session.exec(select(Execution).where(Execution.key == outcome.key)).first()
+        if existing is not None:
+            return existing
+        execution = Execution(
+            key=outcome.key, notebook_id=notebook_id, notebook_sha256=notebook_sha, backend=backend,
+            runtime=runtime, exit_reason=outcome.reason.value, runner_status=outcome.runner_status,
+            message=outcome.message[:2000], wall_seconds=outcome.wall_seconds,
+            memory_peak_mb=outcome.memory_peak_mb, folder=str(outcome.folder.relative_to(runs_root)),
+        )
+        session.add(execution)
+        session.commit()
+        session.refresh(execution)
+        return execution
+
+
+def has_run(engine: Engine, submission_id: int, grading_key: str) -> bool:
+    with Session(engine) as session:
+        return session.exec(
+            select(Run.id).where(Run.submission_id == submission_id, Run.grading_key == grading_key)
+        ).first() is not None
+
+
+def record_run(engine: Engine, submission_id: int, grading_key: str, judgement: Judgement,
+               executions: dict[str, int], backend: str, runtime: str, started_at: datetime,
+               provisional: bool = False) -> Run:
+    """Store a run with its criteria in one transaction; a repeated key becomes the next generation."""
+    with Session(engine) as session:
+        generation = session.exec(
+            select(func.max(Run.generation)).where(Run.submission_id == submission_id,
+                                                   Run.grading_key == grading_key)
+        ).first()
+        run = Run(
+            submission_id=submission_id, grading_key=grading_key,
+            generation=0 if generation is None else generation + 1, verdict=judgement.verdict,
+            provisional=provisional, backend=backend, runtime=runtime, started_at=started_at,
+            finished_at=utcnow(), rubric_seconds=round(judgement.rubric_seconds, 3),
+        )
+        session.add(run)
+        session.flush()
+        for notebook_id, execution_id in executions.items():
+            session.add(RunExecution(run_id=run.id, execution_id=execution_id, notebook_id=notebook_id))
+        for c in judgement.criteria:
+            session.add(CriterionResult(
+                run_id=run.id, criterion=c.criterion, notebook_id=c.notebook_id, title=c.title,
+                required=c.required, passed=c.passed, message=c.message, detail=c.detail,
+            ))
+        session.commit()
+        session.refresh(run)
+        return run
+
+
+def record_override(engine: Engine, submission_id: int, verdict: str, reason: str, author: str) -> Override:
+    """Store a TA's override of a submission's verdict."""
+    with Session(engine) as session:
+        override = Override(submission_id=submission_id, verdict=verdict, reason=reason, author=author)
+        session.add(override)
+        session.commit()
+        session.refresh(override)
+        return override
+
+
+@dataclass(frozen=True)
+class CriterionView:
+    id: str
+    title: str
+    required: bool
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class ParticipantResult:
+    """A participant's current standing: the latest run of the current submission, and any override."""
+
+    participant: str
+    name: str
+    email: str
+    status: str  # submitted | draft
+    verdict: str  # pass | fail | error | pending (the override's, if there is one)
+    automatic_verdict: str
+    provisional: bool
+    criteria: tuple[CriterionView, ...]
+    override_reason: str = ""
+    override_author: str = ""
+    graded_at: datetime | None = None
+
+
+def current_results(engine: Engine, task: str) -> list[ParticipantResult]:
+    """Every participant of the task with their current submission's latest result, by participant id."""
+    results = []
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Participant, Submission).join(Submission, Submission.participant_id == Participant.id)
+            .where(Participant.task == task, Submission.current == True)  # noqa: E712
+        ).all()
+        for participant, submission in rows:
+            run = session.exec(select(Run).where(Run.submission_id == submission.id)
+                               .order_by(Run.finished_at.desc(), Run.id.desc())).first()
+            override = session.exec(select(Override).where(Override.submission_id == submission.id)
+                                    .order_by(Override.id.desc())).first()
+            criteria: tuple[CriterionView, ...] = ()
+            if run is not None:
+                rows_ = session.exec(select(CriterionResult).where(CriterionResult.run_id == run.id)
+                                     .order_by(CriterionResult.id)).all()
+                criteria = tuple(CriterionView(c.criterion, c.title, c.required, c.passed, c.message) for c in rows_)
+            automatic = run.verdict if run else "pending"
+            results.append(ParticipantResult(
+                participant=participant.moodle_id, name=participant.name, email=participant.email,
+                status=submission.status, verdict=override.verdict if override else automatic,
+                automatic_verdict=automatic, provisional=bool(run and run.provisional), criteria=criteria,
+                override_reason=override.reason if override else "",
+                override_author=override.author if override else "",
+                graded_at=run.finished_at if run else None,
+            ))
+    return sorted(results, key=lambda r: (len(r.participant), r.participant))
+
+
+@dataclass(frozen=True)
+class GradebookEntry:
+    student_id: str
+    name: str
+    email: str
+    auto_score: float | None  # 1 pass, 0 fail, None not graded / error
+    manual_score: float | None  # override, if any
+
+
+_SCORES = {"pass": 1.0, "fail": 0.0}
+
+
+def gradebook_entries(engine: Engine, task: str) -> list[GradebookEntry]:
+    """What nbgrader's gradebook should hold: the graded (or overridden) participants of the task."""
+    entries = []
+    for result in current_results(engine, task):
+        auto = _SCORES.get(result.automatic_verdict)
+        manual = _SCORES.get(result.verdict) if result.override_author else None
+        if auto is None and manual is None:
+            continue  # not graded (yet): nbgrader would count it as 0 points
+        entries.append(GradebookEntry(result.participant, result.name, result.email, auto, manual))
+    return entries
+
+
+def sync_gradebook(course_dir: Path, task: str, entries: list[GradebookEntry]) -> None:
+    """Bring nbgrader's gradebook in line with `entries` through nbgrader's own API (idempotent)."""
+    if not entries:
+        return
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
+    try:
+        from nbgrader.api import Gradebook, MissingEntry
+    except ImportError as exc:  # pragma: no cover - nbgrader is a core dependency
+        raise GradebookError(f"nbgrader is not installed: {exc}") from exc
+    course_dir.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{course_dir.resolve() / 'gradebook.db'}"
+    try:
+        with _alembic_on_path(), warnings.catch_warnings(), Gradebook(url) as gradebook:
+            warnings.simplefilter("ignore")  # nbgrader's own SQLAlchemy warnings are not ours to show
+            _ensure_verdict_cell(gradebook, task)
+            for entry in entries:
+                first, _, last = entry.name.partition(" ")
+                gradebook.update_or_create_student(entry.student_id, first_name=first, last_name=last,
+                                                   email=entry.email or None, lms_user_id=entry.student_id)
+                try:
+                    gradebook.find_submission(task, entry.student_id)
+                except MissingEntry:
+                    gradebook.add_submission(task, entry.student_id)
+                grade = gradebook.find_grade(VERDICT_CELL, VERDICT_NOTEBOOK, task, entry.student_id)
+                grade.auto_score = entry.auto_score
+                grade.manual_score = entry.manual_score
+                grade.needs_manual_grade = False
+            gradebook.db.commit()
+    except GradebookError:
+        raise
+    except Exception as exc:
+        raise GradebookError(f"gradebook {url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+
+
+@contextmanager
+def _alembic_on_path():
+    """nbgrader runs `alembic` from PATH when it creates a gradebook; make it find this environment's."""
+    bin_dir = str(Path(sys.executable).parent)
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{before}"
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
+def _ensure_verdict_cell(gradebook, task: str) -> None:
+    gradebook.update_or_create_assignment(task)
+    try:
+        gradebook.find_notebook(VERDICT_NOTEBOOK, task)
+    except Exception:
+        gradebook.add_notebook(VERDICT_NOTEBOOK, task)
+    try:
+        gradebook.find_grade_cell(VERDICT_CELL, VERDICT_NOTEBOOK, task)
+    except Exception:
+        gradebook.add_grade_cell(VERDICT_CELL, VERDICT_NOTEBOOK, task, max_score=1, cell_type="code")

@@ -1,0 +1,265 @@
+"""The pytest plugin every rubric runs under, and the fixtures a rubric file uses.
+
+A task's rubric is a folder of plain pytest files (`assignments/TASK/rubric/test_*.py`). Each test function is
+one criterion; its assertion message (German) is what the student reads when it fails:
+
+    pytestmark = pytest.mark.notebook("clustering")     # which task notebook this file checks
+
+    @pytest.mark.criterion("dbscan_moons")               # criterion id (default: the name without test_)
+    def test_dbscan_moons(nb, settings):
+        \"\"\"DBSCAN trennt die Halbmonde.\"\"\"              # title, shown in feedback
+        assert ..., "Ihr DBSCAN-Plot der Halbmond-Daten zeigt ..."
+
+pytest runs in its own process, outside the sandbox (autograder.check starts it); the fixtures read only the
+checked files autograder.execute wrote. Outcomes go to a JSON report from pytest's hooks; nothing parses
+terminal output. Run with `--assert=plain`, so a failing assert's message is exactly the text written.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograder.capture import Figure
+
+INTERNAL_ERROR_MESSAGE = "Dieses Kriterium konnte wegen eines internen Fehlers nicht geprüft werden."
+NOT_CHECKED_MESSAGE = "Nicht geprüft, weil das Notebook fehlt oder nicht ausgeführt werden konnte."
+
+
+@dataclass
+class CellError:
+    """An error a code cell ended with."""
+
+    index: int
+    grade_id: str
+    ename: str
+    evalue: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.ename == "CellTimeoutError"
+
+
+@dataclass
+class NotebookResult:
+    """One executed notebook as the rubric sees it (see autograder.execute for the files)."""
+
+    id: str
+    file: str
+    title: str
+    folder: Path | None
+    execution: dict[str, Any] = field(default_factory=dict)
+    executed: dict[str, Any] | None = None
+    figures: list[Figure] = field(default_factory=list)
+    probe: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, notebook_id: str, entry: dict[str, Any]) -> "NotebookResult":
+        folder = Path(entry["folder"]) if entry.get("folder") else None
+        result = cls(id=notebook_id, file=entry.get("file", ""), title=entry.get("title", ""), folder=folder)
+        if folder is None:
+            return result
+        result.execution = _read_json(folder / "execution.json", {})
+        result.executed = _read_json(folder / "executed.ipynb", None)
+        result.figures = [Figure(**f) for f in _read_json(folder / "figures.json", [])]
+        result.probe = _read_json(folder / "probe.json", {})
+        return result
+
+    @property
+    def available(self) -> bool:
+        """Whether the notebook was found and executed far enough to be checked."""
+        return self.executed is not None
+
+    @property
+    def cells(self) -> list[dict[str, Any]]:
+        """The student's cells as uploaded: the grader's probe and papermill's injected parameters left out."""
+        if not self.executed:
+            return []
+        added = {"grader-probe", "injected-parameters"}
+        return [c for c in self.executed["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
+
+    def code(self) -> str:
+        """The source of every code cell, joined (for checks like 'DBSCAN is called somewhere')."""
+        return "\n".join(_source(c) for c in self.cells if c["cell_type"] == "code")
+
+    def markdown_cells(self, include_given: bool = False) -> list[tuple[int, str]]:
+        """(index, text) of the Markdown cells the student wrote; the task's own locked cells only on request."""
+        return [
+            (i, _source(c)) for i, c in enumerate(self.cells)
+            if c["cell_type"] == "markdown" and (include_given or not _is_given(c))
+        ]
+
+    def errors(self) -> list[CellError]:
+        """Every code cell that ended with an error, in order."""
+        found = []
+        for index, cell in enumerate(self.cells):
+            if cell["cell_type"] != "code":
+                continue
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if errors:
+                # A timed-out cell shows KeyboardInterrupt (the interrupt) and then the timeout: report the cause.
+                error = next((e for e in errors if e.get("ename") == "CellTimeoutError"), errors[0])
+                grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+                found.append(CellError(index, grade_id, error.get("ename", ""), error.get("evalue", "")[:300]))
+        return found
+
+    def cell_index(self, grade_id: str) -> int | None:
+        """Index (in `cells`) of the cell carrying this nbgrader grade_id."""
+        for index, cell in enumerate(self.cells):
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+                return index
+        return None
+
+
+def describe_error(error: CellError, cell_timeout: int | None = None) -> str:
+    """A German sentence for a failing cell, naming it by its number (and nbgrader id, if any)."""
+    where = f"Zelle {error.index + 1}" + (f" ({error.grade_id})" if error.grade_id else "")
+    if error.timed_out:
+        limit = f" von {cell_timeout} s" if cell_timeout else ""
+        return f"{where} hat das Zeitlimit{limit} überschritten."
+    return f"{where} bricht mit {error.ename}: {error.evalue} ab."
+
+
+def _is_given(cell: dict[str, Any]) -> bool:
+    """A cell the released notebook provides and locks (task text), as opposed to one the student fills."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("locked")) and not meta.get("solution")
+
+
+def _source(cell: dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+
+
+# --- pytest plugin ----------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("notebook-grader")
+    group.addoption("--grader-manifest", help="JSON describing the executions to check (autograder.check).")
+    group.addoption("--grader-report", help="Where to write the criteria report (JSON).")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "notebook(id): the task notebook a rubric file checks")
+    config.addinivalue_line("markers", "criterion(id, required=True): a criterion's id and whether it must pass")
+    if config.getoption("--grader-report"):
+        config.pluginmanager.register(_Reporter(Path(config.getoption("--grader-report"))), "grader-reporter")
+
+
+def _manifest(config: pytest.Config) -> dict[str, Any]:
+    path = config.getoption("--grader-manifest")
+    if not path:
+        raise pytest.UsageError("rubrics run under notebook-grader: pass --grader-manifest")
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def manifest(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """The run being checked: task, notebooks and their execution folders, settings, data folders."""
+    return _manifest(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def notebooks(manifest: dict[str, Any]) -> dict[str, NotebookResult]:
+    """Every task notebook of this submission, by notebook id."""
+    return {nid: NotebookResult.load(nid, entry) for nid, entry in manifest["notebooks"].items()}
+
+
+@pytest.fixture
+def nb(request: pytest.FixtureRequest, notebooks: dict[str, NotebookResult]) -> NotebookResult:
+    """The notebook named by the test module's `pytest.mark.notebook(...)`."""
+    return notebooks[_notebook_of(request.node)]
+
+
+@pytest.fixture(scope="session")
+def settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The task's [tasks.X.rubric] thresholds from grader.toml."""
+    return manifest.get("settings", {})
+
+
+@pytest.fixture(scope="session")
+def data_dir(manifest: dict[str, Any]) -> Path:
+    """The task's public data folder (what the sandbox saw as DATA_DIR)."""
+    return Path(manifest["task_dir"]) / "data"
+
+
+@pytest.fixture(scope="session")
+def hidden_dir(manifest: dict[str, Any]) -> Path:
+    """The task's hidden folder (labels, held-out answers): only ever read here, outside the sandbox."""
+    return Path(manifest["task_dir"]) / "hidden"
+
+
+def _notebook_of(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("notebook")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(f"{item.nodeid}: rubric file needs pytestmark = pytest.mark.notebook('<id>')")
+    return str(marker.args[0])
+
+
+def criterion_of(item: pytest.Item) -> tuple[str, bool]:
+    """(criterion id, required) of a rubric test."""
+    marker = item.get_closest_marker("criterion")
+    name = item.name.split("[")[0].removeprefix("test_")
+    criterion = str(marker.args[0]) if marker and marker.args else name
+    required = bool(marker.kwargs.get("required", True)) if marker else True
+    return criterion, required
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    notebook_id = _notebook_of(item)
+    entry = _manifest(item.config)["notebooks"].get(notebook_id)
+    if entry is None:
+        raise pytest.UsageError(f"{item.nodeid}: notebook {notebook_id!r} is not a notebook of this task")
+    if not entry.get("folder") or not (Path(entry["folder"]) / "executed.ipynb").exists():
+        pytest.skip("notebook unavailable")
+
+
+class _Reporter:
+    """Collects one result per criterion and writes them as JSON when the session ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.results: dict[str, dict[str, Any]] = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            criterion, required = criterion_of(item)
+            notebook_id = _notebook_of(item)
+            entry = {
+                "criterion": f"{notebook_id}.{criterion}",
+                "notebook_id": notebook_id,
+                "title": (item.obj.__doc__ or "").strip().splitlines()[0] if getattr(item, "obj", None) and item.obj.__doc__ else criterion,
+                "required": required,
+                "passed": report.passed,
+                "message": "",
+                "detail": "",
+            }
+            if report.skipped:
+                entry.update(passed=False, message=NOT_CHECKED_MESSAGE, detail="skipped: notebook unavailable")
+            elif report.failed and call.excinfo is not None:
+                # An assert's message, or pytest.fail("..."), is the German text for the student.
+                if call.excinfo.errisinstance((AssertionError, pytest.fail.Exception)) and str(call.excinfo.value).strip():
+                    entry["message"] = str(call.excinfo.value).strip()
+                else:
+                    entry["message"] = INTERNAL_ERROR_MESSAGE
+                entry["detail"] = "".join(traceback.format_exception(call.excinfo.value))[-4000:]
+            self.results[entry["criterion"]] = entry
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.path.write_text(json.dumps(list(self.results.values()), ensure_ascii=False), encoding="utf-8")

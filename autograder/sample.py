@@ -1,0 +1,88 @@
+"""Build what Moodle would hand an instructor, from a task's solutions: a submissions ZIP and a worksheet.
+
+Each folder under assignments/TASK/solutions/ becomes one participant (the reference, valid alternatives,
+typical mistakes), with a stable participant id and a German name. Used by `make demo` and by the tests, so
+both exercise the same import path as a real course.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograder.config import Config, TaskConfig
+from autograder.moodle import Worksheet, write_worksheet
+
+NAMES = [
+    "Lena Schmidt", "Jonas Müller", "Sophie Weber", "Lukas Fischer", "Marie Wagner", "Felix Becker",
+    "Hannah Schäfer", "Paul Hoffmann", "Emma Koch", "Leon Richter", "Mia Klein", "Noah Wolf",
+    "Lea Schröder", "Elias Neumann", "Anna Schwarz", "Ben Zimmermann", "Clara Braun", "David Krüger",
+    "Ida Hofmann", "Emil Hartmann", "Frieda Lange", "Anton Schmitt", "Greta Werner", "Oskar Krause",
+]
+WORKSHEET_HEADER = [
+    "Identifier", "Full name", "Email address", "Status", "Grade", "Scale", "Grade can be changed",
+    "Last modified (submission)", "Last modified (grade)", "Feedback comments",
+]
+
+
+@dataclass(frozen=True)
+class SampleParticipant:
+    moodle_id: str
+    name: str
+    solution: str
+    expected: dict
+
+
+def solutions(config: Config, task: TaskConfig) -> list[Path]:
+    """The task's solution folders (each with an expected.toml), sorted by name."""
+    root = config.task_dir(task.id) / "solutions"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "expected.toml").is_file()]
+    return sorted(found, key=lambda p: (p.name != "reference", not p.name.startswith("alt"), p.name))
+
+
+def sample_participants(config: Config, task: TaskConfig) -> list[SampleParticipant]:
+    rng = random.Random(f"sample-{task.id}")
+    participants = []
+    for index, folder in enumerate(solutions(config, task)):
+        expected = tomllib.loads((folder / "expected.toml").read_text(encoding="utf-8"))
+        moodle_id = str(rng.randrange(1_000_000, 9_999_999))
+        participants.append(SampleParticipant(moodle_id, NAMES[index % len(NAMES)], folder.name, expected))
+    return participants
+
+
+def build_sample(config: Config, task: TaskConfig, out: Path) -> tuple[Path, Path]:
+    """Write `<course>-<task>-<cmid>.zip`, `Grades-….csv` and `participants.json` (who is which solution)."""
+    out.mkdir(parents=True, exist_ok=True)
+    short = config.course.short_name
+    archive = out / f"{short}-{task.id}-4711.zip"
+    worksheet = out / f"Grades-{short}-{task.id}-4711.csv"
+    participants = sample_participants(config, task)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in participants:
+            folder = config.task_dir(task.id) / "solutions" / p.solution
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and path.name != "expected.toml":
+                    zf.write(path, f"{p.name}_{p.moodle_id}_assignsubmission_file/{path.relative_to(folder).as_posix()}")
+    scale = f"{config.scale.failed}   {config.scale.passed}"
+    rows = [
+        [f"Participant {p.moodle_id}", p.name, _email(p.name), "Submitted for grading", "", scale, "Yes",
+         "Monday, 10 November 2026, 9:15 AM", "-", ""]
+        for p in participants
+    ]
+    write_worksheet(Worksheet(header=list(WORKSHEET_HEADER), rows=rows), worksheet)
+    (out / "participants.json").write_text(json.dumps(
+        {p.moodle_id: {"name": p.name, "solution": p.solution, **p.expected} for p in participants},
+        ensure_ascii=False, indent=2,
+    ), encoding="utf-8")
+    return archive, worksheet
+
+
+def _email(name: str) -> str:
+    plain = name.lower().replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("ß", "ss")
+    return plain.replace(" ", ".") + "@stud.example.edu"

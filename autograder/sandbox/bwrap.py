@@ -1,0 +1,207 @@
+"""The default backend: bubblewrap on this machine, with the grader's own Python environment read-only inside.
+
+Layout inside: /usr, /etc and the Python environment read-only; /proc of a new PID namespace; a minimal /dev;
+tmpfs at the scratch folder, /tmp and /dev/shm (size-limited and charged to the memory limit); the mounts of
+the RunSpec; nothing else (no /home, /root, /var, no repository, no database). bwrap runs as root only to set
+the mounts up; the command itself runs through `setpriv` as an unprivileged uid with no capabilities and
+no_new_privs, in new network (loopback only), PID, IPC and UTS namespaces. Memory and process limits come
+from a per-run cgroup where one can be made, else from rlimits; file size and CPU time are always rlimits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from autograder.errors import SandboxError
+from autograder.sandbox.base import ExitReason, Mount, RunResult, RunSpec
+from autograder.sandbox.cgroups import RunGroup
+from autograder.sandbox.process import supervise
+
+# System folders the command may read. /var/lib/texmf holds TeX's generated formats (task 3 compiles LaTeX).
+_SYSTEM_DIRS = ("/usr", "/etc", "/var/lib/texmf")
+_MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+_SECRET_ETC_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
+
+
+class BwrapSandbox:
+    """Run commands under bubblewrap with the grader's Python environment; see the module docstring."""
+
+    name = "bwrap"
+
+    def __init__(self, uid_base: int = 61000, runtime_id: str | None = None) -> None:
+        for tool in ("bwrap", "setpriv", "prlimit"):
+            if shutil.which(tool) is None:
+                raise SandboxError(f"bwrap backend: {tool!r} not found (install: apt-get install bubblewrap util-linux)")
+        if os.geteuid() != 0:
+            raise SandboxError("bwrap backend: the grader must run as root to drop student code to another uid")
+        self.uid_base = uid_base
+        self._runtime_id = runtime_id or _environment_id()
+        self._python = Path(sys.executable)
+
+    def runtime_id(self) -> str:
+        return self._runtime_id
+
+    def run(self, spec: RunSpec) -> RunResult:
+        uid = self.uid_base + spec.slot
+        group = RunGroup.create(spec.limits.memory_mb, spec.limits.pids)
+        with tempfile.TemporaryDirectory(prefix="grader-etc-") as etc:
+            identity = _identity_files(Path(etc), uid)
+            argv = [*self._prlimit(spec, use_rlimit_memory=group is None), *self._bwrap(spec, uid, identity)]
+            if group is not None:
+                argv = _join_groups(group.procs_files(), argv)
+            try:
+                outcome = supervise(
+                    argv,
+                    wall_seconds=spec.limits.wall_seconds,
+                    output_bytes=spec.limits.output_bytes,
+                    kill=lambda proc: _kill(proc, group),
+                )
+            finally:
+                oom = group.oom_killed() if group else False
+                peak = group.peak_mb() if group else None
+                if group:
+                    group.remove()
+        reason = outcome.reason
+        if oom and reason in (ExitReason.OK, ExitReason.ERROR, ExitReason.KILLED):
+            reason = ExitReason.MEMORY
+        return RunResult(
+            reason=reason,
+            exit_code=outcome.exit_code,
+            stdout=outcome.stdout,
+            stderr_tail=outcome.stderr_tail,
+            wall_seconds=outcome.wall_seconds,
+            memory_peak_mb=peak,
+            details={"uid": str(uid), "limits": "cgroup" if group else "rlimit"},
+        )
+
+    def _prlimit(self, spec: RunSpec, use_rlimit_memory: bool) -> list[str]:
+        limits = spec.limits
+        argv = [
+            "prlimit",
+            f"--fsize={limits.file_size_mb * 1024 * 1024}",
+            f"--cpu={limits.cpu_seconds}",
+            "--core=0",
+            # Counted per uid: each worker slot has its own uid, so slots do not share the budget.
+            f"--nproc={limits.pids}",
+        ]
+        if use_rlimit_memory:
+            argv.append(f"--as={limits.memory_mb * 1024 * 1024}")
+        return [*argv, "--"]
+
+    def _bwrap(self, spec: RunSpec, uid: int, identity: list[Mount]) -> list[str]:
+        scratch_bytes = str(spec.limits.scratch_mb * 1024 * 1024)
+        argv = [
+            "bwrap",
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--hostname", "sandbox",
+            "--clearenv",
+        ]
+        for directory in _SYSTEM_DIRS:
+            if Path(directory).is_dir():
+                argv += ["--ro-bind", directory, directory]
+        for link in _MERGED_USR_LINKS:
+            path = Path(link)
+            if path.is_symlink():
+                argv += ["--symlink", os.readlink(path), link]
+            elif path.is_dir():
+                argv += ["--ro-bind", link, link]
+        for secret in _SECRET_ETC_FILES:
+            if Path(secret).exists():
+                argv += ["--ro-bind", "/dev/null", secret]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        # bwrap mounts as root: writable folders get mode 1777 so the unprivileged uid can write them.
+        for tmp in ("/dev/shm", "/tmp"):
+            argv += ["--perms", "1777", "--size", scratch_bytes, "--tmpfs", tmp]
+        if spec.gpu:
+            for device in sorted(Path("/dev").glob("nvidia*")):
+                argv += ["--dev-bind", str(device), str(device)]
+        created: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/var", "/var/lib"}
+        # The scratch first, so that mounts placed inside it (e.g. data) land on top of it.
+        argv += _ensure_parents(spec.scratch, created)
+        argv += ["--perms", "1777", "--size", scratch_bytes, "--tmpfs", spec.scratch]
+        created.add(spec.scratch)
+        for source in self._python_dirs():
+            argv += _ensure_parents(source, created) + ["--ro-bind", source, source]
+        for mount in [*identity, *spec.mounts]:
+            argv += _ensure_parents(mount.target, created)
+            argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        argv += ["--chdir", spec.scratch]
+        environment = {"PATH": f"{self._python.parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"}
+        environment.update(spec.environment)
+        for key, value in environment.items():
+            argv += ["--setenv", key, value]
+        argv += [
+            "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+        ]
+        command = list(spec.argv)
+        if command and command[0] == "python":
+            command[0] = str(self._python)
+        return argv + command
+
+    def _python_dirs(self) -> list[str]:
+        """The interpreter, its environment and the grader package, each bound at its own path."""
+        dirs = {str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}
+        if Path(sys.prefix) != Path(sys.prefix).resolve():
+            dirs.add(str(Path(sys.prefix)))
+        package = Path(__file__).resolve().parents[1]  # .../autograder (editable installs live in the repo)
+        dirs.add(str(package))
+        covered = [d for d in dirs if not any(d != o and d.startswith(o + "/") for o in dirs)]
+        return sorted(d for d in covered if not d.startswith(("/usr/", "/etc/")) and d not in ("/usr", "/etc"))
+
+
+def _ensure_parents(target: str, created: set[str]) -> list[str]:
+    """--dir entries (mode 0755) for the missing ancestors of target; bwrap would make them 0700 as root."""
+    argv: list[str] = []
+    parents = list(Path(target).parents)[::-1]
+    for parent in parents:
+        text = str(parent)
+        if text in created:
+            continue
+        created.add(text)
+        argv += ["--perms", "0755", "--dir", text]
+    return argv
+
+
+def _identity_files(folder: Path, uid: int) -> list[Mount]:
+    """A passwd and group naming the sandbox user, so tools like git can look it up."""
+    passwd = folder / "passwd"
+    group = folder / "group"
+    passwd.write_text(f"root:x:0:0:root:/root:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:/tmp:/bin/sh\n")
+    group.write_text(f"root:x:0:\nstudent:x:{uid}:\n")
+    for path in (passwd, group):
+        path.chmod(0o644)
+    Path(folder).chmod(0o755)
+    return [Mount(passwd, "/etc/passwd"), Mount(group, "/etc/group")]
+
+
+def _join_groups(procs_files: list[str], argv: list[str]) -> list[str]:
+    """Prefix argv with a shell that moves itself into the cgroups, then execs argv (so the pid stays)."""
+    script = 'for f in "$1" "$2"; do echo $$ > "$f" || exit 125; done; shift 2; exec "$@"'
+    return ["/bin/sh", "-c", script, "sh", *procs_files, *argv]
+
+
+def _kill(proc: subprocess.Popen, group: RunGroup | None) -> None:
+    """End the whole sandbox: bwrap dies, --die-with-parent takes its children, the cgroup takes the rest."""
+    try:
+        proc.send_signal(signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if group is not None:
+        group.kill_all()
+
+
+def _environment_id() -> str:
+    """Identify the Python environment by its installed distributions (name==version), like a lock file."""
+    from importlib import metadata
+
+    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return f"venv:{digest}"
