@@ -6,12 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 GRADER := $(BIN)/grader
 DEMO := demo
-# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux).
-APT_PACKAGES := bubblewrap util-linux
+# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux),
+# WordNet for the offline NLTK data.
+APT_PACKAGES := bubblewrap util-linux wordnet-base wordnet-sense-index
 
-.PHONY: demo test setup system-packages lock clean
+.PHONY: demo test setup data system-packages lock clean
 
 setup: system-packages $(VENV)/.installed
+
+# Offline data the notebooks load (NLTK, 20 Newsgroups cache, model path); kept once built.
+data: setup
+	$(GRADER) data
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,10 +33,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 # The demo works in its own folder (demo/), next to the course's real data, never on it.
-demo: setup
+demo: data
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp grader.toml $(DEMO)/grader.toml
 	ln -s ../assignments $(DEMO)/assignments
+	ln -s ../.offline-data $(DEMO)/.offline-data
 	$(GRADER) -c $(DEMO)/grader.toml sample task5 --out $(DEMO)/moodle
 	$(GRADER) -c $(DEMO)/grader.toml import task5 $(DEMO)/moodle/WWA-PyML-task5-4711.zip --worksheet $(DEMO)/moodle/Grades-WWA-PyML-task5-4711.csv
 	$(GRADER) -c $(DEMO)/grader.toml grade task5
@@ -39,7 +45,7 @@ demo: setup
 	$(GRADER) -c $(DEMO)/grader.toml export task5 --worksheet $(DEMO)/moodle/Grades-WWA-PyML-task5-4711.csv --out $(DEMO)/Upload-task5.csv
 	@echo "Upload $(DEMO)/Upload-task5.csv to Moodle (Grading action: Upload grading worksheet)."
 
-test: setup
+test: data
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --durations=15
 

@@ -248,6 +248,21 @@ def sample(
     console.print(f"Wrote {archive} and {worksheet}.")
 
 
+@app.command()
+def data(
+    ctx: typer.Context,
+    force: bool = typer.Option(False, "--force", help="Rebuild every part, even those already there."),
+) -> None:
+    """Build the offline data notebooks load: NLTK data, a 20 Newsgroups cache, the BERT model path."""
+    from autograder.offline import build_offline_data
+
+    config = _config(ctx)
+    report = build_offline_data(config.path(config.paths.offline_data), force=force)
+    for part, what in report.parts.items():
+        console.print(f"  {part}: {what}")
+    console.print(f"Offline data ready in {report.folder}.")
+
+
 def main() -> None:
     app()
 
