@@ -56,6 +56,21 @@ def sample_participants(config: Config, task: TaskConfig) -> list[SampleParticip
     return participants
 
 
+def solution_files(config: Config, task: TaskConfig, solution: str, expected: dict) -> dict[str, Path]:
+    """A solution's files by upload path. A folder holding only some of the task's notebooks (the one part
+    that differs) is completed with the reference's other notebooks, unless expected.toml says
+    `complete = true` (a submission that really lacks a notebook)."""
+    root = config.task_dir(task.id) / "solutions"
+    folder = root / solution
+    files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*")
+             if p.is_file() and p.name != "expected.toml"}
+    if not expected.get("complete", False) and solution != "reference":
+        for notebook in task.notebooks:
+            if notebook.file not in files and (root / "reference" / notebook.file).is_file():
+                files[notebook.file] = root / "reference" / notebook.file
+    return files
+
+
 def build_sample(config: Config, task: TaskConfig, out: Path) -> tuple[Path, Path]:
     """Write `<course>-<task>-<cmid>.zip`, `Grades-….csv` and `participants.json` (who is which solution)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -65,10 +80,9 @@ def build_sample(config: Config, task: TaskConfig, out: Path) -> tuple[Path, Pat
     participants = sample_participants(config, task)
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for p in participants:
-            folder = config.task_dir(task.id) / "solutions" / p.solution
-            for path in sorted(folder.rglob("*")):
-                if path.is_file() and path.name != "expected.toml":
-                    zf.write(path, f"{p.name}_{p.moodle_id}_assignsubmission_file/{path.relative_to(folder).as_posix()}")
+            prefix = f"{p.name}_{p.moodle_id}_assignsubmission_file/"
+            for name, path in sorted(solution_files(config, task, p.solution, p.expected).items()):
+                zf.write(path, prefix + name)
     scale = f"{config.scale.failed}   {config.scale.passed}"
     rows = [
         [f"Participant {p.moodle_id}", p.name, _email(p.name), "Submitted for grading", "", scale, "Yes",
