@@ -74,7 +74,7 @@ class Executor:
         task_dir = self.config.task_dir(run.task.id)
         files = [(str(p.relative_to(run.base)) if run.base else p.name, _file_hash(p)) for p in run.companions]
         return fingerprint(
-            _file_hash(run.notebook_file), sorted(files), run.notebook.model_dump(mode="json"),
+            _file_hash(run.notebook_file), _relative(run.notebook_file, run.base), sorted(files), run.notebook.model_dump(mode="json"),
             {k: getattr(run.task, k) for k in ("cell_timeout", "notebook_timeout", "memory_mb")},
             _tree_hash(task_dir / "data"), _tree_hash(task_dir / "probe-data" / run.notebook.id),
             _file_hash(task_dir / run.notebook.probe) if run.notebook.probe else "",
@@ -120,7 +120,7 @@ class Executor:
         notebook_timeout = notebook.notebook_timeout or task.notebook_timeout
         job = {
             "input_dir": INPUT_DIR,
-            "notebook": run.notebook_file.name,
+            "notebook": _relative(run.notebook_file, run.base),
             "data_dir": DATA_DIR if (task_dir / "data").is_dir() else None,
             "kernel_dir": "/tmp/grader-kernels",
             "parameters": self._parameters(notebook),
@@ -203,7 +203,9 @@ class Executor:
 def _stage_inputs(run: NotebookRun, target: Path) -> Path:
     """Copy the notebook and its companions into a world-readable folder for the sandbox's /input."""
     target.mkdir()
-    shutil.copy2(run.notebook_file, target / run.notebook_file.name)
+    notebook = target / _relative(run.notebook_file, run.base)
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run.notebook_file, notebook)
     for companion in run.companions:
         relative = companion.relative_to(run.base) if run.base else Path(companion.name)
         destination = target / relative
@@ -216,6 +218,11 @@ def _stage_inputs(run: NotebookRun, target: Path) -> Path:
             if not os.path.islink(path):
                 os.chmod(path, 0o644)
     return target
+
+
+def _relative(path: Path, base: Path | None) -> str:
+    """Where a file sits in the submission (a notebook inside an uploaded repository keeps its folder)."""
+    return path.relative_to(base).as_posix() if base else path.name
 
 
 def _sandbox_environment() -> dict[str, str]:

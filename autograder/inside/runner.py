@@ -51,11 +51,12 @@ def run_job(job: dict) -> dict:
 
     workdir = Path.cwd()
     _copy_tree(Path(job["input_dir"]), workdir)
-    if job.get("data_dir") and not (workdir / "data").exists():
-        (workdir / "data").symlink_to(job["data_dir"])
     _install_kernel(Path(job["kernel_dir"]), job.get("kernel_env", {}))
 
     source = workdir / job["notebook"]
+    os.chdir(source.parent)  # the notebook runs in its own folder (e.g. the root of an uploaded repository)
+    if job.get("data_dir") and not Path("data").exists():
+        Path("data").symlink_to(job["data_dir"])
     try:
         nb = nbformat.read(str(source), as_version=4)
         nbformat.validate(nb)
