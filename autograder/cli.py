@@ -249,6 +249,21 @@ def sample(
 
 
 @app.command()
+def release(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task id from grader.toml."),
+) -> None:
+    """Write the student material of a task to release/TASK/ (nbgrader generate_assignment, no solutions)."""
+    from autograder.release import release_task
+
+    config = _config(ctx)
+    report = release_task(config, config.task(task))
+    for name in report.files:
+        console.print(f"  {name}")
+    console.print(f"Released {task} to {report.folder} ({len(report.files)} files).")
+
+
+@app.command()
 def data(
     ctx: typer.Context,
     force: bool = typer.Option(False, "--force", help="Rebuild every part, even those already there."),

@@ -10,11 +10,6 @@ goes to auto_score (1 = pass, 0 = fail), a TA's override to manual_score (which 
 
 from __future__ import annotations
 
-import logging
-import os
-import warnings
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +20,7 @@ from sqlmodel import Session, func, select
 from autograder.check import Judgement
 from autograder.errors import GradebookError
 from autograder.execute import ExecutionOutcome
+from autograder.nbgrader_support import nbgrader_environment
 from autograder.models import (
     CriterionResult, Execution, Override, Participant, Run, RunExecution, Submission, utcnow,
 )
@@ -189,7 +185,6 @@ def sync_gradebook(course_dir: Path, task: str, entries: list[GradebookEntry]) -
     """Bring nbgrader's gradebook in line with `entries` through nbgrader's own API (idempotent)."""
     if not entries:
         return
-    logging.getLogger("traitlets").setLevel(logging.ERROR)
     try:
         from nbgrader.api import Gradebook, MissingEntry
     except ImportError as exc:  # pragma: no cover - nbgrader is a core dependency
@@ -197,8 +192,7 @@ def sync_gradebook(course_dir: Path, task: str, entries: list[GradebookEntry]) -
     course_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{course_dir.resolve() / 'gradebook.db'}"
     try:
-        with _alembic_on_path(), warnings.catch_warnings(), Gradebook(url) as gradebook:
-            warnings.simplefilter("ignore")  # nbgrader's own SQLAlchemy warnings are not ours to show
+        with nbgrader_environment(), Gradebook(url) as gradebook:
             _ensure_verdict_cell(gradebook, task)
             for entry in entries:
                 first, _, last = entry.name.partition(" ")
@@ -217,18 +211,6 @@ def sync_gradebook(course_dir: Path, task: str, entries: list[GradebookEntry]) -
         raise
     except Exception as exc:
         raise GradebookError(f"gradebook {url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-
-
-@contextmanager
-def _alembic_on_path():
-    """nbgrader runs `alembic` from PATH when it creates a gradebook; make it find this environment's."""
-    bin_dir = str(Path(sys.executable).parent)
-    before = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{before}"
-    try:
-        yield
-    finally:
-        os.environ["PATH"] = before
 
 
 def _ensure_verdict_cell(gradebook, task: str) -> None:

@@ -11,6 +11,7 @@ import re
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from autograder.release import TEXT_STUB
 from autograder.rubric import describe_error
 from plotted_clusters import DataSet, find_clusterings
 
@@ -130,7 +131,7 @@ def test_written_comparison(nb, clusterings, settings):
     words = re.findall(r"\w+", " ".join(texts))
     mentions = " ".join(texts)
     minimum = int(settings["comparison_min_words"])
-    assert len(words) >= minimum and "YOUR ANSWER HERE" not in mentions, (
+    assert len(words) >= minimum and TEXT_STUB not in mentions and "YOUR ANSWER HERE" not in mentions, (
         f"Nach den Plots fehlt der schriftliche Vergleich der beiden Verfahren in einer Markdown-Zelle "
         f"(gefunden: {len(words)} Wörter, erwartet mindestens {minimum})."
     )
