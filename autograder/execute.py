@@ -169,10 +169,13 @@ class Executor:
             status, message = report.get("status", "no-report"), str(report.get("message", ""))[:2000]
         except capture.CaptureError as exc:
             status, message = ("no-report" if not result.stdout.strip() else "invalid-report"), str(exc)
+        reason = result.reason
+        if status == "kernel-died" and result.memory_limit_reached:
+            reason = ExitReason.MEMORY  # the kernel died with memory use at the ceiling: the OOM killer
         summary = {
             "notebook_id": run.notebook.id,
             "notebook_file": run.notebook_file.name,
-            "exit_reason": result.reason.value,
+            "exit_reason": reason.value,
             "runner_status": status,
             "message": message,
             "wall_seconds": round(result.wall_seconds, 3),
@@ -195,7 +198,7 @@ class Executor:
                 summary.update(runner_status="invalid-report", message=str(exc))
         (out / "execution.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
         return ExecutionOutcome(
-            key=key, reason=result.reason, runner_status=summary["runner_status"], message=summary["message"],
+            key=key, reason=reason, runner_status=summary["runner_status"], message=summary["message"],
             wall_seconds=result.wall_seconds, memory_peak_mb=result.memory_peak_mb, folder=out,
         )
 

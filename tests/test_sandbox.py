@@ -1,7 +1,12 @@
-"""The bwrap sandbox, for real: what student code can and cannot do inside it."""
+"""Every sandbox backend this machine can run, for real: what student code can and cannot do inside it.
+
+One contract suite, parametrized over the backends (bwrap always; podman where installed, from a root
+filesystem because no image can be pulled here).
+"""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import textwrap
 import threading
@@ -15,9 +20,13 @@ from autograder.errors import SandboxError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def bwrap():
-    return get_sandbox("bwrap", uid_base=61500)
+BACKENDS = ["bwrap"] + (["podman"] if shutil.which("podman") else [])
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def bwrap(request):
+    """A sandbox of each available backend (the name is historical: bwrap is the default)."""
+    return get_sandbox(request.param, uid_base=61500)
 
 
 def run_python(sandbox, code: str, **limits) -> tuple[ExitReason, str, str]:
@@ -29,7 +38,7 @@ def run_python(sandbox, code: str, **limits) -> tuple[ExitReason, str, str]:
 
 def test_unknown_backend_lists_the_known_ones():
     """An unknown backend name is one error that names the valid ones."""
-    with pytest.raises(SandboxError, match=r"unknown sandbox backend 'nope' \(known: bwrap"):
+    with pytest.raises(SandboxError, match=r"unknown sandbox backend 'nope' \(known: bwrap, docker, podman\)"):
         get_sandbox("nope")
 
 
@@ -160,8 +169,7 @@ def test_ten_gigabytes_are_stopped_by_the_memory_limit(bwrap):
         print("allocated", len(data))
     """, memory_mb=512)
     assert "allocated" not in out
-    assert reason in (ExitReason.MEMORY, ExitReason.ERROR)
-    assert reason is ExitReason.MEMORY or "MemoryError" in err
+    assert reason is ExitReason.MEMORY
 
 
 def test_fork_bomb_hits_the_process_limit(bwrap):

@@ -75,6 +75,7 @@ class RunResult:
     stderr_tail: str
     wall_seconds: float
     memory_peak_mb: float | None = None
+    memory_limit_reached: bool = False  # peak use touched the limit: with a dead kernel, a memory kill
     details: dict[str, str] = field(default_factory=dict)
 
 

@@ -10,24 +10,18 @@ from a per-run cgroup where one can be made, else from rlimits; file size and CP
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from autograder.errors import SandboxError
+from autograder.sandbox import host
 from autograder.sandbox.base import ExitReason, Mount, RunResult, RunSpec
-from autograder.sandbox.cgroups import RunGroup
+from autograder.sandbox.cgroups import RunGroup, sweep_stale
 from autograder.sandbox.process import supervise
-
-# System folders the command may read. /var/lib/texmf holds TeX's generated formats (task 3 compiles LaTeX).
-_SYSTEM_DIRS = ("/usr", "/etc", "/var/lib/texmf")
-_MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
-_SECRET_ETC_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-")
 
 
 class BwrapSandbox:
@@ -42,8 +36,8 @@ class BwrapSandbox:
         if os.geteuid() != 0:
             raise SandboxError("bwrap backend: the grader must run as root to drop student code to another uid")
         self.uid_base = uid_base
-        self._runtime_id = runtime_id or _environment_id()
-        self._python = Path(sys.executable)
+        self._runtime_id = runtime_id or host.environment_id()
+        sweep_stale()
 
     def runtime_id(self) -> str:
         return self._runtime_id
@@ -52,7 +46,7 @@ class BwrapSandbox:
         uid = self.uid_base + spec.slot
         group = RunGroup.create(spec.limits.memory_mb, spec.limits.pids)
         with tempfile.TemporaryDirectory(prefix="grader-etc-") as etc:
-            identity = _identity_files(Path(etc), uid)
+            identity = host.identity_files(Path(etc), uid)
             argv = [*self._prlimit(spec, use_rlimit_memory=group is None), *self._bwrap(spec, uid, identity)]
             if group is not None:
                 argv = _join_groups(group.procs_files(), argv)
@@ -66,6 +60,7 @@ class BwrapSandbox:
             finally:
                 oom = group.oom_killed() if group else False
                 peak = group.peak_mb() if group else None
+                limit_reached = group.limit_reached() if group else False
                 if group:
                     group.remove()
         reason = outcome.reason
@@ -78,6 +73,7 @@ class BwrapSandbox:
             stderr_tail=outcome.stderr_tail,
             wall_seconds=outcome.wall_seconds,
             memory_peak_mb=peak,
+            memory_limit_reached=limit_reached,
             details={"uid": str(uid), "limits": "cgroup" if group else "rlimit"},
         )
 
@@ -103,16 +99,15 @@ class BwrapSandbox:
             "--die-with-parent", "--new-session", "--hostname", "sandbox",
             "--clearenv",
         ]
-        for directory in _SYSTEM_DIRS:
-            if Path(directory).is_dir():
-                argv += ["--ro-bind", directory, directory]
-        for link in _MERGED_USR_LINKS:
+        for directory in host.system_dirs():
+            argv += ["--ro-bind", directory, directory]
+        for link in host.MERGED_USR_LINKS:
             path = Path(link)
             if path.is_symlink():
                 argv += ["--symlink", os.readlink(path), link]
             elif path.is_dir():
                 argv += ["--ro-bind", link, link]
-        for secret in _SECRET_ETC_FILES:
+        for secret in host.SECRET_ETC_FILES:
             if Path(secret).exists():
                 argv += ["--ro-bind", "/dev/null", secret]
         argv += ["--proc", "/proc", "--dev", "/dev"]
@@ -127,13 +122,13 @@ class BwrapSandbox:
         argv += _ensure_parents(spec.scratch, created)
         argv += ["--perms", "1777", "--size", scratch_bytes, "--tmpfs", spec.scratch]
         created.add(spec.scratch)
-        for source in self._python_dirs():
+        for source in host.python_dirs():
             argv += _ensure_parents(source, created) + ["--ro-bind", source, source]
         for mount in [*identity, *spec.mounts]:
             argv += _ensure_parents(mount.target, created)
             argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
         argv += ["--chdir", spec.scratch]
-        environment = {"PATH": f"{self._python.parent}:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"}
+        environment = {"PATH": host.path_variable(), "HOME": "/tmp"}
         environment.update(spec.environment)
         for key, value in environment.items():
             argv += ["--setenv", key, value]
@@ -143,18 +138,8 @@ class BwrapSandbox:
         ]
         command = list(spec.argv)
         if command and command[0] == "python":
-            command[0] = str(self._python)
+            command[0] = host.interpreter()
         return argv + command
-
-    def _python_dirs(self) -> list[str]:
-        """The interpreter, its environment and the grader package, each bound at its own path."""
-        dirs = {str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}
-        if Path(sys.prefix) != Path(sys.prefix).resolve():
-            dirs.add(str(Path(sys.prefix)))
-        package = Path(__file__).resolve().parents[1]  # .../autograder (editable installs live in the repo)
-        dirs.add(str(package))
-        covered = [d for d in dirs if not any(d != o and d.startswith(o + "/") for o in dirs)]
-        return sorted(d for d in covered if not d.startswith(("/usr/", "/etc/")) and d not in ("/usr", "/etc"))
 
 
 def _ensure_parents(target: str, created: set[str]) -> list[str]:
@@ -168,18 +153,6 @@ def _ensure_parents(target: str, created: set[str]) -> list[str]:
         created.add(text)
         argv += ["--perms", "0755", "--dir", text]
     return argv
-
-
-def _identity_files(folder: Path, uid: int) -> list[Mount]:
-    """A passwd and group naming the sandbox user, so tools like git can look it up."""
-    passwd = folder / "passwd"
-    group = folder / "group"
-    passwd.write_text(f"root:x:0:0:root:/root:/usr/sbin/nologin\nstudent:x:{uid}:{uid}:student:/tmp:/bin/sh\n")
-    group.write_text(f"root:x:0:\nstudent:x:{uid}:\n")
-    for path in (passwd, group):
-        path.chmod(0o644)
-    Path(folder).chmod(0o755)
-    return [Mount(passwd, "/etc/passwd"), Mount(group, "/etc/group")]
 
 
 def _join_groups(procs_files: list[str], argv: list[str]) -> list[str]:
@@ -196,12 +169,3 @@ def _kill(proc: subprocess.Popen, group: RunGroup | None) -> None:
         pass
     if group is not None:
         group.kill_all()
-
-
-def _environment_id() -> str:
-    """Identify the Python environment by its installed distributions (name==version), like a lock file."""
-    from importlib import metadata
-
-    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    return f"venv:{digest}"
