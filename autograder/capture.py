@@ -29,6 +29,34 @@ class CaptureError(ValueError):
     """Raised when sandbox output is malformed; the caller records it as the run's failure, never crashes."""
 
 
+class TooManyImages(CaptureError):
+    """Raised when an executed notebook shows more or larger images than the grader accepts."""
+
+    def __init__(self, kind: str, found: int, maximum: int) -> None:
+        super().__init__(f"{kind}: {found} > {maximum}")
+        self.limit = {"kind": kind, "found": found, "maximum": maximum}
+
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+
+
+def check_images(nb: nbformat.NotebookNode, max_images: int, max_image_kb: int) -> None:
+    """Raise TooManyImages past the limits (a notebook that draws thousands of figures, or huge ones)."""
+    count = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}) if isinstance(output.get("data"), dict) else {}
+            for kind in IMAGE_TYPES:
+                if kind not in data:
+                    continue
+                count += 1
+                size_kb = len(str(data[kind])) * 3 // 4 // 1024  # base64 (or SVG text) to bytes, roughly
+                if size_kb > max_image_kb:
+                    raise TooManyImages("image-too-large", size_kb, max_image_kb)
+    if count > max_images:
+        raise TooManyImages("too-many-images", count, max_images)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 

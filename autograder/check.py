@@ -179,6 +179,14 @@ def _execution_message(outcome: ExecutionOutcome, execution: dict[str, Any]) -> 
     if reason is ExitReason.TIMEOUT or status == "timeout":
         return (f"Das Notebook wurde nach dem Zeitlimit von {execution.get('notebook_timeout')} s abgebrochen."
                 f"{at_cell} Prüfen Sie es auf Endlosschleifen oder sehr lange Berechnungen.")
+    limit = execution.get("limit") or {}
+    if limit.get("kind") == "too-large":
+        return (f"Das Notebook ist mit {limit['found']} MB zu groß und wurde nicht ausgeführt (höchstens "
+                f"{limit['maximum']} MB). Entfernen Sie große Ausgaben oder eingebettete Daten.")
+    if limit.get("kind") == "too-many-images":
+        return f"Das Notebook zeigt zu viele Abbildungen ({limit['found']}, höchstens {limit['maximum']})."
+    if limit.get("kind") == "image-too-large":
+        return f"Das Notebook zeigt eine zu große Abbildung ({limit['found']} KB, höchstens {limit['maximum']} KB)."
     if reason is ExitReason.OUTPUT_LIMIT:
         return "Das Notebook hat zu viele oder zu große Ausgaben erzeugt und wurde abgebrochen."
     if status == "invalid-notebook":

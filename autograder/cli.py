@@ -123,13 +123,14 @@ def grade(
 
     from autograder.execute import ensure_sandbox_ready
     from autograder.grade import Callbacks, grade_task
-    from autograder.sandbox import get_sandbox
+    from autograder.placement import Placer
 
     config = _config(ctx)
     task_config = config.task(task)
     engine = _engine(config)
-    sandbox = get_sandbox(backend or config.sandbox.backend, uid_base=config.sandbox.uid)
-    ensure_sandbox_ready(sandbox)
+    placer = Placer(config, backend=backend, fast_mode=fast)
+    for sandbox in placer.sandboxes(task_config):
+        ensure_sandbox_ready(sandbox)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         bar = progress.add_task(f"grading {task}", total=None)
@@ -140,8 +141,8 @@ def grade(
                 progress.console.print(f"  {item.participant} {item.name}: {judgement.verdict}"),
             ),
         )
-        summary = grade_task(config, task_config, engine, sandbox, workers=workers or config.sandbox.workers,
-                             only=only, force=force, fast_mode=fast, callbacks=callbacks)
+        summary = grade_task(config, task_config, engine, placer, workers=workers or config.sandbox.workers,
+                             only=only, force=force, callbacks=callbacks)
     counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(summary.verdicts.items())) or "nothing to do"
     console.print(f"Graded {summary.graded} submission(s) ({counts}); {summary.skipped} already graded.")
 

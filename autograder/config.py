@@ -54,11 +54,17 @@ class SandboxConfig(_Section):
     scratch_mb: int = Field(default=1024, ge=16, description="Size of the writable scratch (tmpfs) in MB.")
     output_mb: int = Field(default=64, ge=1, description="Most bytes a sandbox may send back (executed notebook).")
     grace_seconds: int = Field(default=20, ge=1, description="Extra wall time before a sandbox is killed hard.")
+    max_notebook_mb: int = Field(default=20, ge=1, description="Largest uploaded notebook that is run at all.")
+    max_images: int = Field(default=500, ge=1, description="Most images an executed notebook may show.")
+    max_image_kb: int = Field(default=4096, ge=1, description="Largest single image an executed notebook may show.")
 
 
 class ScaleConfig(_Section):
     passed: str = Field(default="erfolgreich bearbeitet", description="Moodle scale item for a pass.")
     failed: str = Field(default="nicht erfolgreich bearbeitet", description="Moodle scale item for a fail.")
+    passed_points: Union[float, None] = Field(default=None, description="Points for a pass when the assignment is graded "
+                                           "in points (default: the row's maximum grade).")
+    failed_points: float = Field(default=0.0, ge=0, description="Points for a fail when graded in points.")
 
 
 class MoodleConfig(_Section):
@@ -71,12 +77,21 @@ class MoodleConfig(_Section):
     feedback_header: str = Field(default="Feedback comments", description="Worksheet feedback column (HTML).")
     participant_prefix: str = Field(default="Participant ", description="Prefix of identifiers in the worksheet.")
     draft_status: str = Field(default="Draft (not submitted)", description="Status text of an unsubmitted draft.")
+    group_header: str = Field(default="Group", description="Worksheet column of the team (team submissions).")
+    default_group: str = Field(default="Default group", description="Group text of users in no group.")
+    scale_header: str = Field(default="Scale", description="Worksheet column listing the scale items (scale grading).")
+    maximum_header: str = Field(default="Maximum Grade", description="Worksheet column of the maximum (point grading).")
+    decimal_separator: str = Field(default="", max_length=1, description="Decimal separator of the importing "
+                                   "user's language ('.' English, ',' German); empty: taken from the worksheet.")
 
 
 class RuntimeConfig(_Section):
     kind: Literal["cpu", "gpu"] = Field(default="cpu", description="Whether the runtime offers a GPU.")
     image: str = Field(default="", description="Container image, pinned by digest (container backends).")
     rootfs: Path | None = Field(default=None, description="Root filesystem for `podman --rootfs` (offline tests).")
+    backend: str | None = Field(
+        default=None, description="Backend that runs this runtime (podman/docker on a GPU host); default [sandbox].backend."
+    )
 
 
 class NotebookConfig(_Section):
@@ -115,6 +130,10 @@ class TaskConfig(_Section):
         default=False, description="Course rule 'Notebook mit Ausgaben hochladen': uploads must carry outputs."
     )
     fast_mode: bool = Field(default=False, description="Run with FAST_MODE=True and the notebooks' fast parameters.")
+    allow_fast_cpu: bool = Field(
+        default=False,
+        description="A gpu notebook with no GPU backend runs in fast mode on the CPU; its verdict is provisional.",
+    )
     notebooks: list[NotebookConfig] = Field(min_length=1, description="The notebooks a submission must contain.")
     rubric: dict[str, Scalar] = Field(default_factory=dict, description="Thresholds the rubric reads.")
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from autograder import capture
 from autograder.config import Config, NotebookConfig, TaskConfig, fingerprint
 from autograder.errors import SandboxError
-from autograder.sandbox import ExitReason, Limits, Mount, RunSpec, Sandbox
+from autograder.placement import Placement, Placer
+from autograder.sandbox import ExitReason, Limits, Mount, RunResult, RunSpec, Sandbox
 
 RUNNER_MODULE = "autograder.inside.runner"
 INSIDE_PACKAGE = Path(__file__).parent / "inside"
@@ -59,27 +60,30 @@ class ExecutionOutcome:
 
 
 class Executor:
-    """Runs NotebookRuns in one sandbox backend with the task's limits; one instance serves all workers."""
+    """Runs NotebookRuns where the Placer puts them, with the task's limits; one instance serves all workers."""
 
-    def __init__(self, config: Config, sandbox: Sandbox, fast_mode: bool = False) -> None:
+    def __init__(self, config: Config, placer: Placer) -> None:
         self.config = config
-        self.sandbox = sandbox
-        self.fast_mode = fast_mode
+        self.placer = placer
         self.runs_root = config.path(config.paths.runs)
         self.offline_dir = config.path(config.paths.offline_data)
         self._runner_hash = _tree_hash(INSIDE_PACKAGE)
 
+    def placement(self, run: NotebookRun) -> Placement:
+        return self.placer.place(run.task, run.notebook)
+
     def key(self, run: NotebookRun) -> str:
         """Everything that can change the outcome of running this notebook, hashed."""
         task_dir = self.config.task_dir(run.task.id)
+        placement = self.placement(run)
         files = [(str(p.relative_to(run.base)) if run.base else p.name, _file_hash(p)) for p in run.companions]
         return fingerprint(
             _file_hash(run.notebook_file), _relative(run.notebook_file, run.base), sorted(files), run.notebook.model_dump(mode="json"),
             {k: getattr(run.task, k) for k in ("cell_timeout", "notebook_timeout", "memory_mb")},
             _tree_hash(task_dir / "data"), _tree_hash(task_dir / "probe-data" / run.notebook.id),
             _file_hash(task_dir / run.notebook.probe) if run.notebook.probe else "",
-            _tree_hash(self.offline_dir, names_only=True), self.sandbox.name, self.sandbox.runtime_id(),
-            self._runner_hash, self.fast_mode, self.config.sandbox.model_dump(mode="json"),
+            _tree_hash(self.offline_dir, names_only=True), placement.sandbox.name, placement.sandbox.runtime_id(),
+            placement.gpu, self._runner_hash, placement.fast_mode, self.config.sandbox.model_dump(mode="json"),
         )
 
     def folder_for(self, key: str) -> Path:
@@ -88,14 +92,20 @@ class Executor:
     def execute(self, run: NotebookRun, slot: int = 0) -> ExecutionOutcome:
         """Run the notebook in the sandbox; every student failure is in the outcome, nothing is raised."""
         key = self.key(run)
+        placement = self.placement(run)
         folder = self.folder_for(key)
         folder.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{key[:12]}-", dir=folder.parent) as tmp:
             staging = Path(tmp)
             os.chmod(staging, 0o755)
-            spec = self._spec(run, staging, slot)
-            result = self.sandbox.run(spec)
-            outcome = self._keep(run, key, result, staging / "out")
+            size_mb = run.notebook_file.stat().st_size / (1024 * 1024)
+            if size_mb > self.config.sandbox.max_notebook_mb:  # not worth a sandbox: say why and stop
+                result = RunResult(ExitReason.ERROR, None, b"", "", 0.0)
+                refused = {"kind": "too-large", "found": round(size_mb), "maximum": self.config.sandbox.max_notebook_mb}
+                outcome = self._keep(run, key, result, staging / "out", refused=refused)
+            else:
+                result = placement.sandbox.run(self._spec(run, placement, staging, slot))
+                outcome = self._keep(run, key, result, staging / "out")
             target = staging / "out"
             if folder.exists():
                 shutil.rmtree(folder)
@@ -103,14 +113,14 @@ class Executor:
         outcome.folder = folder
         return outcome
 
-    def _spec(self, run: NotebookRun, staging: Path, slot: int) -> RunSpec:
+    def _spec(self, run: NotebookRun, placement: Placement, staging: Path, slot: int) -> RunSpec:
         task, notebook = run.task, run.notebook
         task_dir = self.config.task_dir(task.id)
         inputs = _stage_inputs(run, staging / "input")
         mounts = [Mount(inputs, INPUT_DIR)]
         if (task_dir / "data").is_dir():
             mounts.append(Mount(task_dir / "data", DATA_DIR))
-        if self.offline_dir.is_dir():
+        if self.offline_dir.is_dir() and not placement.image_data:
             mounts.append(Mount(self.offline_dir, OFFLINE_DIR))
         if notebook.probe:
             mounts.append(Mount(task_dir / notebook.probe, PROBE_FILE))
@@ -123,7 +133,7 @@ class Executor:
             "notebook": _relative(run.notebook_file, run.base),
             "data_dir": DATA_DIR if (task_dir / "data").is_dir() else None,
             "kernel_dir": "/tmp/grader-kernels",
-            "parameters": self._parameters(notebook),
+            "parameters": self._parameters(notebook, placement.fast_mode),
             "cell_timeout": cell_timeout,
             "notebook_timeout": notebook_timeout,
             "probe": PROBE_FILE if notebook.probe else None,
@@ -142,31 +152,34 @@ class Executor:
             wall_seconds=notebook_timeout + sandbox.grace_seconds + 30,
             output_bytes=sandbox.output_mb * 1024 * 1024,
         )
-        _, runtime = self.config.runtime_for(task, notebook)
         return RunSpec(
             argv=["python", "-I", "-m", RUNNER_MODULE, JOB_FILE],
             environment=_sandbox_environment(),
             mounts=mounts,
             limits=limits,
             slot=slot,
-            gpu=runtime.kind == "gpu",
+            gpu=placement.gpu,
         )
 
-    def _parameters(self, notebook: NotebookConfig) -> dict:
-        values = {"DATA_DIR": DATA_DIR, "FAST_MODE": self.fast_mode}
+    def _parameters(self, notebook: NotebookConfig, fast_mode: bool) -> dict:
+        values = {"DATA_DIR": DATA_DIR, "FAST_MODE": fast_mode}
         values.update(notebook.parameters)
-        if self.fast_mode:
+        if fast_mode:
             values.update(notebook.fast_parameters)
         places = {"data_dir": DATA_DIR, "offline_dir": OFFLINE_DIR}
         return {k: v.format(**places) if isinstance(v, str) else v for k, v in values.items()}
 
-    def _keep(self, run: NotebookRun, key: str, result, out: Path) -> ExecutionOutcome:
+    def _keep(self, run: NotebookRun, key: str, result: RunResult, out: Path,
+              refused: dict | None = None) -> ExecutionOutcome:
         """Check the sandbox's output and write the rubric's inputs: executed notebook, figures, probe, summary."""
         out.mkdir()
         status, message, report = "no-report", "", {}
         try:
-            report = capture.parse_report(result.stdout) if result.reason != ExitReason.OUTPUT_LIMIT else {}
-            status, message = report.get("status", "no-report"), str(report.get("message", ""))[:2000]
+            if refused:
+                status, message = refused["kind"], "refused before running"
+            elif result.reason != ExitReason.OUTPUT_LIMIT:
+                report = capture.parse_report(result.stdout)
+                status, message = report.get("status", "no-report"), str(report.get("message", ""))[:2000]
         except capture.CaptureError as exc:
             status, message = ("no-report" if not result.stdout.strip() else "invalid-report"), str(exc)
         reason = result.reason
@@ -186,14 +199,20 @@ class Executor:
             "cell_timeout": run.notebook.cell_timeout or run.task.cell_timeout,
             "notebook_timeout": run.notebook.notebook_timeout or run.task.notebook_timeout,
             "memory_mb": run.notebook.memory_mb or run.task.memory_mb,
+            "limit": refused,  # which limit stopped it, if one did: {"kind", "found", "maximum"}
         }
         if "notebook" in report:
             try:
                 nb = capture.read_notebook(report["notebook"])
+                capture.check_images(nb, self.config.sandbox.max_images, self.config.sandbox.max_image_kb)
                 (out / "executed.ipynb").write_text(json.dumps(nb), encoding="utf-8")
                 figures = capture.extract_figures(nb)
                 (out / "figures.json").write_text(json.dumps([f.model_dump() for f in figures]), encoding="utf-8")
                 (out / "probe.json").write_text(json.dumps(capture.extract_probe(nb)), encoding="utf-8")
+            except capture.TooManyImages as exc:
+                summary.update(runner_status="too-many-images", message=str(exc), exit_reason="output-limit",
+                               limit=exc.limit)
+                reason = ExitReason.OUTPUT_LIMIT
             except capture.CaptureError as exc:
                 summary.update(runner_status="invalid-report", message=str(exc))
         (out / "execution.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")

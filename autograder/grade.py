@@ -21,12 +21,13 @@ from sqlmodel import Session, select
 from autograder.check import Judgement, SubmittedNotebook, judge, rubric_hash
 from autograder.config import Config, TaskConfig, fingerprint
 from autograder.execute import ExecutionOutcome, Executor, NotebookRun
+from autograder.placement import Placer
 from autograder.ingest import submission_files
 from autograder.models import Participant, Submission, SubmittedFile, utcnow
 from autograder.record import (
     find_execution, gradebook_entries, has_run, record_execution, record_run, sync_gradebook,
 )
-from autograder.sandbox import ExitReason, Sandbox
+from autograder.sandbox import ExitReason
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,12 @@ class Callbacks:
 
 
 def grade_task(
-    config: Config, task: TaskConfig, engine: Engine, sandbox: Sandbox, *, workers: int = 1,
-    only: list[str] | None = None, force: bool = False, fast_mode: bool | None = None,
-    callbacks: Callbacks | None = None,
+    config: Config, task: TaskConfig, engine: Engine, placer: Placer, *, workers: int = 1,
+    only: list[str] | None = None, force: bool = False, callbacks: Callbacks | None = None,
 ) -> GradeSummary:
     """Grade every current submission of `task` that has no result for its grading key (all with force)."""
     callbacks = callbacks or Callbacks()
-    fast = task.fast_mode if fast_mode is None else fast_mode
-    executor = Executor(config, sandbox, fast_mode=fast)
+    executor = Executor(config, placer)
     course_dir = config.path(config.paths.nbgrader_course)
     sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))  # converge after a crash
 
@@ -79,7 +78,10 @@ def grade_task(
     if not pending:
         return summary
 
-    provisional = fast and any(config.runtime_for(task, nb)[1].kind == "gpu" for nb in task.notebooks)
+    placements = [placer.place(task, nb) for nb in task.notebooks]
+    provisional = any(p.provisional for p in placements)
+    backends = "+".join(sorted({p.sandbox.name for p in placements}))
+    runtimes = "+".join(sorted({p.sandbox.runtime_id() for p in placements}))
     slots: queue.Queue[int] = queue.Queue()
     for slot in range(workers):
         slots.put(slot)
@@ -116,7 +118,7 @@ def grade_task(
                     raise future.exception()  # a grader failure (rubric, sandbox): stop, keep what is recorded
                 item, judgement, executions, started = future.result()
                 record_run(engine, item.submission_id, item.grading_key, judgement, executions,
-                           sandbox.name, sandbox.runtime_id(), started, provisional=provisional)
+                           backends, runtimes, started, provisional=provisional)
                 summary.graded += 1
                 summary.verdicts[judgement.verdict] = summary.verdicts.get(judgement.verdict, 0) + 1
                 callbacks.on_submission_done(item, judgement)
@@ -176,9 +178,8 @@ def _execute_cached(engine: Engine, executor: Executor, locks: "_KeyLocks", run:
             )
             return outcome, cached.id
         outcome = executor.execute(run, slot)
-        execution = record_execution(
-            engine, outcome, run.notebook.id, key, executor.sandbox.name, executor.sandbox.runtime_id(), runs_root
-        )
+        sandbox = executor.placement(run).sandbox
+        execution = record_execution(engine, outcome, run.notebook.id, key, sandbox.name, sandbox.runtime_id(), runs_root)
         return outcome, execution.id
 
 

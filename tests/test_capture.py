@@ -10,7 +10,7 @@ import pytest
 from autograder import capture
 from autograder.execute import Executor, NotebookRun
 from autograder.inside.figures import FIGURE_MIME
-from autograder.sandbox import get_sandbox
+from autograder.placement import Placer
 from conftest import notebook
 
 STYLES = notebook(
@@ -48,7 +48,7 @@ def executed_styles(sandboxcheck, tmp_path):
     source = tmp_path / "check.ipynb"
     source.write_text(STYLES)
     task = config.task("sandboxcheck")
-    executor = Executor(config, get_sandbox("bwrap", uid_base=61700))
+    executor = Executor(config, Placer(config, "bwrap", uid_base=61700))
     outcome = executor.execute(NotebookRun(task=task, notebook=task.notebooks[0], notebook_file=source))
     assert outcome.runner_status == "completed", outcome.message
     return [capture.Figure(**f) for f in json.loads((outcome.folder / "figures.json").read_text())]

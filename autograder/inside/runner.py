@@ -78,14 +78,21 @@ def _execute(prepared: Path, job: dict) -> dict:
     output = Path("/tmp/grader-output.ipynb")
     deadline = _Deadline(job["notebook_timeout"])
     timed_out_cells: list[int] = []
+    started: dict[int, float] = {}
+
+    def on_cell_start(cell, cell_index):
+        started[cell_index] = time.monotonic()
 
     def on_cell_executed(cell, cell_index, execute_reply):
+        # A cell is timed out when nbclient gave up on it (its reply is ours) or when the interrupt nbclient
+        # sent at the timeout ended it (the reply is the kernel's KeyboardInterrupt): tell it by the clock.
         content = execute_reply.get("content", {})
-        if content.get("ename") == CELL_TIMEOUT_ENAME:
+        elapsed = time.monotonic() - started.get(cell_index, time.monotonic())
+        if content.get("ename") == CELL_TIMEOUT_ENAME or elapsed >= job["cell_timeout"]:
             timed_out_cells.append(cell_index)
             cell.outputs.append(
                 nbformat.v4.new_output(
-                    "error", ename=CELL_TIMEOUT_ENAME, evalue=content.get("evalue", ""), traceback=[]
+                    "error", ename=CELL_TIMEOUT_ENAME, evalue=f"cell exceeded {job['cell_timeout']} s", traceback=[]
                 )
             )
 
@@ -111,6 +118,7 @@ def _execute(prepared: Path, job: dict) -> dict:
                 "evalue": f"cell exceeded {job['cell_timeout']} s",
                 "traceback": [],
             },
+            on_cell_start=on_cell_start,
             on_cell_executed=on_cell_executed,
         )
     except PapermillExecutionError:

@@ -1,0 +1,141 @@
+"""The hostile corpus (tests/hostile/): every notebook gets its expected verdict and message, under every
+backend; the grader survives; nothing on the host outside the run's own folder changes; no process and no
+cgroup of a sandbox is left behind; a server on the host's loopback never hears from a sandbox."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import threading
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import REPO, TEST_ASSIGNMENTS, make_workspace, moodle_zip, sandbox_processes
+
+CORPUS = REPO / "tests" / "hostile"
+EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text(encoding="utf-8"))
+LOOPBACK_PORT = 18765  # connect_loopback.ipynb knocks here
+UID_BASE = 63000
+BACKENDS = ["bwrap"] + (["podman"] if shutil.which("podman") else [])
+
+HOSTILE_CONFIG = f"""
+[course]
+name = "Hostile corpus"
+short_name = "HOSTILE"
+
+[sandbox]
+workers = 2
+uid = {UID_BASE}
+pids = 128
+scratch_mb = 256
+output_mb = 16
+max_images = 100
+max_notebook_mb = 20
+
+[tasks.hostile]
+title = "Feindliche Abgaben"
+cell_timeout = 5
+notebook_timeout = 20
+memory_mb = 1024
+
+[[tasks.hostile.notebooks]]
+id = "main"
+file = "check.ipynb"
+title = "Notebook"
+"""
+
+
+def _huge_notebook() -> str:
+    """50 MB of embedded image data, as if a student pasted pictures into Markdown; generated here rather than
+    committed. Random bytes, so that it does not compress like a ZIP bomb."""
+    blob = base64.b64encode(os.urandom(37 * 1024 * 1024)).decode()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"![Bild](data:image/png;base64,{blob})"),
+                nbformat.v4.new_code_cell("print('fertig')")]
+    return nbformat.writes(nb)
+
+
+def _snapshot(root: Path, skip: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    state = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            state[path] = (info.st_size, info.st_mtime_ns)
+    return state
+
+
+@pytest.fixture
+def loopback_server():
+    """A TCP server on the host's 127.0.0.1; yields the list of connections it accepted."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", LOOPBACK_PORT))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted: list = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept())
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield accepted
+    stop.set()
+    thread.join()
+    server.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hostile_corpus(tmp_path, backend, loopback_server):
+    """Each hostile notebook ends as expected and the host is untouched."""
+    workspace = make_workspace(tmp_path / "course", HOSTILE_CONFIG, TEST_ASSIGNMENTS)
+    names = sorted(EXPECTED)
+    files = {name: (CORPUS / f"{name}.ipynb").read_bytes() for name in names if name != "huge_notebook"}
+    files["huge_notebook"] = _huge_notebook().encode()
+    ids = {name: str(8_100_000 + index) for index, name in enumerate(names)}
+    archive = moodle_zip(tmp_path / "hostile.zip", {ids[n]: {"check.ipynb": files[n]} for n in names},
+                         names={ids[n]: n.replace("_", " ") for n in names})
+    assert workspace.cli("import", "hostile", archive).exit_code == 0
+
+    generated = ("runs", "nbgrader", "submissions")
+    before_repo = _snapshot(REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "demo", "runs", "release"))
+    before_workspace = _snapshot(workspace.root, generated)
+    before_etc = _snapshot(Path("/etc"), ())
+
+    result = workspace.cli("grade", "hostile", "--backend", backend)
+    assert result.exit_code == 0, result.output
+
+    status = workspace.status("hostile")
+    problems = []
+    for name in names:
+        want, got = EXPECTED[name], status[ids[name]]
+        failed = sorted(c["id"] for c in got["criteria"] if not c["passed"])
+        messages = " | ".join(c["message"] for c in got["criteria"] if not c["passed"])
+        if got["verdict"] != want["verdict"] or failed != sorted(want["failed"]) or want["message"] not in messages:
+            problems.append(f"{name}: {got['verdict']} {failed} «{messages[:300]}»")
+    assert not problems, "\n".join(problems)
+
+    assert sandbox_processes(UID_BASE, UID_BASE + 10) == []
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/notebook-grader-{os.getpid()}-*"))
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/*/*/notebook-grader-{os.getpid()}-*"))
+    assert loopback_server == []
+    assert _snapshot(REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "demo", "runs", "release")) == before_repo
+    assert {k: v for k, v in _snapshot(workspace.root, generated).items() if "grader.db" not in k} == \
+        {k: v for k, v in before_workspace.items() if "grader.db" not in k}
+    assert _snapshot(Path("/etc"), ()) == before_etc
