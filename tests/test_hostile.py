@@ -39,8 +39,8 @@ max_notebook_mb = 20
 
 [tasks.hostile]
 title = "Feindliche Abgaben"
-cell_timeout = 5
-notebook_timeout = 20
+cell_timeout = 10
+notebook_timeout = 40
 memory_mb = 1024
 
 [[tasks.hostile.notebooks]]
@@ -72,6 +72,15 @@ def _snapshot(root: Path, skip: tuple[str, ...]) -> dict[str, tuple[int, int]]:
                 continue
             state[path] = (info.st_size, info.st_mtime_ns)
     return state
+
+
+def _failed_as_expected(failed: list[str], want: dict) -> bool:
+    return failed == sorted(want["failed"]) if want.get("exact", True) else set(want["failed"]) <= set(failed)
+
+
+def _says(messages: str, want: dict) -> bool:
+    expected = want["message"] if isinstance(want["message"], list) else [want["message"]]
+    return any(text in messages for text in expected)
 
 
 @pytest.fixture
@@ -124,10 +133,12 @@ def test_hostile_corpus(tmp_path, backend, loopback_server):
     status = workspace.status("hostile")
     problems = []
     for name in names:
-        want, got = EXPECTED[name], status[ids[name]]
+        # A backend may legitimately end differently: e.g. in a container the runner is PID 1, which no
+        # process of its own namespace can kill, so kill_runner's notebook simply finishes there.
+        want, got = {**EXPECTED[name], **EXPECTED[name].get(backend, {})}, status[ids[name]]
         failed = sorted(c["id"] for c in got["criteria"] if not c["passed"])
         messages = " | ".join(c["message"] for c in got["criteria"] if not c["passed"])
-        if got["verdict"] != want["verdict"] or failed != sorted(want["failed"]) or want["message"] not in messages:
+        if got["verdict"] != want["verdict"] or not _failed_as_expected(failed, want) or not _says(messages, want):
             problems.append(f"{name}: {got['verdict']} {failed} «{messages[:300]}»")
     assert not problems, "\n".join(problems)
 

@@ -62,8 +62,9 @@ class ContainerSandbox:
             identity = host.identity_files(Path(etc), uid) if self.rootfs else []
             argv = self.command(spec, container, uid, identity, cgroup_parent=group.relative if group else "")
             try:
-                outcome = supervise(argv, wall_seconds=spec.limits.wall_seconds,
-                                    output_bytes=spec.limits.output_bytes, kill=lambda _: self._remove(container))
+                # In a folder of its own: podman's conmon drops an `oom` marker into its working directory.
+                outcome = supervise(argv, wall_seconds=spec.limits.wall_seconds, output_bytes=spec.limits.output_bytes,
+                                    kill=lambda _: self._remove(container), cwd=etc)
                 oom = self._oom_killed(container) or bool(group and group.oom_killed())
             finally:
                 self._remove(container)

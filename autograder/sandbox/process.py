@@ -31,6 +31,7 @@ def supervise(
     wall_seconds: float,
     output_bytes: int,
     kill: Callable[[subprocess.Popen], None] | None = None,
+    cwd: str | None = None,
 ) -> Supervised:
     """Run argv, keep at most `output_bytes` of stdout and the tail of stderr, kill it at the wall clock.
 
@@ -38,7 +39,8 @@ def supervise(
     """
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=cwd)
     except OSError as exc:
         raise SandboxError(f"cannot start sandbox command {argv[0]!r}: {exc}") from exc
     stop = kill or (lambda p: p.kill())
