@@ -10,7 +10,9 @@ same places when they are built (see runtimes/). The sandbox sees the folder rea
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,22 +31,30 @@ class OfflineReport:
 
 
 def build_offline_data(folder: Path, force: bool = False) -> OfflineReport:
-    """Fill `folder` with nltk_data/, scikit_learn_data/ and models/bert; parts already there are kept."""
+    """Fill `folder` with nltk_data/, scikit_learn_data/, models/bert and matplotlib/; parts already built by
+    the same recipe (the source of the module that builds them) are kept, changed recipes are rebuilt."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / MANIFEST
-    parts = json.loads(manifest_path.read_text()) if manifest_path.exists() and not force else {}
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and not force else {}
     builders = {
-        "nltk_data": lambda: write_nltk_data(folder / "nltk_data"),
-        "scikit_learn_data": lambda: write_newsgroups_cache(folder / "scikit_learn_data"),
-        "models/bert": lambda: link_model(folder / "models" / "bert"),
-        "matplotlib": lambda: write_font_cache(folder / "matplotlib"),
+        "nltk_data": (write_nltk_data, folder / "nltk_data"),
+        "scikit_learn_data": (write_newsgroups_cache, folder / "scikit_learn_data"),
+        "models/bert": (link_model, folder / "models" / "bert"),
+        "matplotlib": (write_font_cache, folder / "matplotlib"),
     }
-    for name, build in builders.items():
-        if name not in parts or not (folder / name).exists():
-            parts[name] = build()
-            manifest_path.write_text(json.dumps(parts, indent=1))
+    for name, (build, target) in builders.items():
+        recipe = _recipe(build)
+        built = manifest.get(name)
+        if not isinstance(built, dict) or built.get("recipe") != recipe or not target.exists():
+            manifest[name] = {"what": build(target), "recipe": recipe}
+            manifest_path.write_text(json.dumps(manifest, indent=1))
     _world_readable(folder)
-    return OfflineReport(folder, parts)
+    return OfflineReport(folder, {name: part["what"] for name, part in manifest.items() if name in builders})
+
+
+def _recipe(build) -> str:
+    source = Path(sys.modules[build.__module__].__file__).read_bytes()
+    return hashlib.sha256(source).hexdigest()[:16]
 
 
 def _world_readable(folder: Path) -> None:
