@@ -97,6 +97,20 @@ class Axes(_Strict):
     yticklabels: list[str] = Field(default_factory=list)
     series: list[Series] = Field(default_factory=list, max_length=200)
 
+    def scatter_points(self) -> tuple[list[tuple[float, float]], list[tuple[float, ...]]]:
+        """Every point drawn as a marker (scatter, or plot() with markers) with its colour, rounded so that
+        colours compare equal; points with a missing coordinate are left out."""
+        points, colours = [], []
+        for series in self.series:
+            if not series.is_scatter_like:
+                continue
+            for point, colour in zip(series.points, series.point_colors()):
+                if point[0] is None or point[1] is None:
+                    continue
+                points.append(point)
+                colours.append(tuple(round(c, 3) for c in colour))
+        return points, colours
+
 
 class Figure(_Strict):
     """One shown figure, with where in the notebook it was shown."""

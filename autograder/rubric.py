@@ -108,6 +108,14 @@ class NotebookResult:
                 found.append(CellError(index, grade_id, error.get("ename", ""), error.get("evalue", "")[:300]))
         return found
 
+    def errors_message(self, shown: int = 3) -> str:
+        """The German feedback for failing cells ("" if none): the first few, each by number and cause."""
+        errors = self.errors()
+        if not errors:
+            return ""
+        described = " ".join(describe_error(e, self.execution.get("cell_timeout")) for e in errors[:shown])
+        return "Beim Ausführen traten Fehler auf: " + described + (" (und weitere)" if len(errors) > shown else "")
+
     def cell_index(self, grade_id: str) -> int | None:
         """Index (in `cells`) of the cell carrying this nbgrader grade_id."""
         for index, cell in enumerate(self.cells):

@@ -90,15 +90,7 @@ def scatter_plots(figures) -> list[ScatterPlot]:
     found = []
     for f_index, figure in enumerate(figures):
         for a_index, axes in enumerate(figure.axes):
-            points, colours = [], []
-            for series in axes.series:
-                if not series.is_scatter_like:
-                    continue
-                for point, colour in zip(series.points, series.point_colors()):
-                    if point[0] is None or point[1] is None:
-                        continue
-                    points.append(point)
-                    colours.append(tuple(round(c, 3) for c in colour))
+            points, colours = axes.scatter_points()
             if points:
                 found.append(ScatterPlot(**_plot_fields(figure, f_index, a_index, axes),
                                          points=np.array(points, dtype=float).reshape(-1, 2), colours=colours))

@@ -21,7 +21,6 @@ from analysis_values import (AGGREGATES, KEY_COLUMNS, PenguinExpectations, Unrea
                              load_words, mapping_of, pairs_of, report_of, rows, same_mapping, same_values,
                              strings_of, top_ten_problem)
 from autograder.release import TEXT_STUB
-from autograder.rubric import describe_error
 
 pytestmark = pytest.mark.notebook("analysis")
 
@@ -380,7 +379,4 @@ def test_interpretation(nb, settings):
 @pytest.mark.criterion("no_errors")
 def test_no_errors(nb):
     """Alle Zellen laufen ohne Fehler"""
-    errors = nb.errors()
-    assert not errors, "Beim Ausführen traten Fehler auf: " + " ".join(
-        describe_error(e, nb.execution.get("cell_timeout")) for e in errors[:3]
-    ) + (" (und weitere)" if len(errors) > 3 else "")
+    assert not nb.errors(), nb.errors_message()

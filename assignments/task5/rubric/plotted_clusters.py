@@ -83,15 +83,7 @@ def find_clusterings(figures, datasets: list[DataSet]) -> list[PlottedClustering
 
 
 def _scatter_points(axes) -> tuple[np.ndarray, list[tuple[float, ...]]]:
-    points, colours = [], []
-    for series in axes.series:
-        if not series.is_scatter_like:
-            continue
-        for point, colour in zip(series.points, series.point_colors()):
-            if point[0] is None or point[1] is None:
-                continue
-            points.append(point)
-            colours.append(tuple(round(c, 3) for c in colour))
+    points, colours = axes.scatter_points()
     return np.array(points, dtype=float).reshape(-1, 2), colours
 
 

@@ -12,7 +12,6 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from autograder.release import TEXT_STUB
-from autograder.rubric import describe_error
 from plotted_clusters import DataSet, find_clusterings
 
 pytestmark = pytest.mark.notebook("clustering")
@@ -143,7 +142,4 @@ def test_written_comparison(nb, clusterings, settings):
 @pytest.mark.criterion("no_errors")
 def test_no_errors(nb):
     """Alle Zellen laufen ohne Fehler"""
-    errors = nb.errors()
-    assert not errors, "Beim Ausführen traten Fehler auf: " + " ".join(
-        describe_error(e, nb.execution.get("cell_timeout")) for e in errors[:3]
-    ) + (" (und weitere)" if len(errors) > 3 else "")
+    assert not nb.errors(), nb.errors_message()
