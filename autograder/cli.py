@@ -91,9 +91,18 @@ def import_(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task id from grader.toml, e.g. task5."),
     archive: Path = typer.Argument(..., help="The ZIP from Moodle's 'Download all submissions'."),
-    worksheet: Optional[Path] = typer.Option(None, "--worksheet", help="Moodle's grading worksheet (names, e-mails, drafts)."),
+    worksheet: Optional[Path] = typer.Option(None, "--worksheet", help="Moodle's grading worksheet (names, e-mails, drafts, teams)."),
 ) -> None:
-    """Import a Moodle submissions ZIP (all or nothing) into submissions/TASK/."""
+    """Import a Moodle submissions ZIP (all or nothing) into submissions/TASK/.
+
+    Accepts Moodle 4.1+ folders, 3.1-4.0 folders ('..._file_/'), flat downloads, blind marking
+    ('Participant_N') and team submissions. A .zip a student uploaded is unpacked into a folder of its name.
+    Notebooks are matched to the task's notebooks by their nbgrader cell ids, not by file name.
+
+    Team submissions: the ZIP names each group ('Team Rocket_42', 'Default group'); the worksheet names each
+    member's group in its 'Group' column. Import with --worksheet to record the members: export then gives
+    every member the team's verdict (it also falls back to the worksheet's 'Group' column by group name).
+    """
     from autograder.ingest import import_submissions
 
     config = _config(ctx)
@@ -104,6 +113,8 @@ def import_(
     )
     for participant, problem in sorted(report.problems.items()):
         console.print(Text(f"  {participant}: {problem}", style="yellow"))
+    for group, members in sorted(report.teams.items()):
+        console.print(f"  team {group}: members {', '.join(members)}")
     if report.drafts:
         console.print(Text(f"  drafts (not graded): {', '.join(report.drafts)}", style="yellow"))
 
@@ -188,14 +199,33 @@ def export(
     task: str = typer.Argument(..., help="Task id from grader.toml."),
     worksheet: Path = typer.Option(..., "--worksheet", help="The grading worksheet downloaded from Moodle."),
     out: Path = typer.Option(..., "--out", help="Where to write the filled worksheet for upload."),
+    feedback_zip: Optional[Path] = typer.Option(None, "--feedback-zip", help="Also write a ZIP of German feedback "
+                                                "pages for 'Upload multiple feedback files in a zip'."),
+    check: bool = typer.Option(False, "--check", help="Check the written worksheet against Moodle's importer rules; "
+                               "exit 1 naming every row Moodle would skip."),
 ) -> None:
-    """Fill Moodle's grading worksheet with verdicts (scale text) and German HTML feedback."""
-    from autograder.export import export_worksheet
+    """Fill Moodle's grading worksheet with verdicts (scale text or points) and German HTML feedback.
+
+    Columns are found by header name; names and scale texts come from grader.toml [moodle] and [scale] (set
+    them for a German Moodle). Points are written with the worksheet's decimal separator. Team members get
+    their team's verdict. Upload the worksheet with 'Allow updating records that have been modified more
+    recently in Moodle' ticked, or before the feedback ZIP.
+    """
+    from autograder.export import check_worksheet, export_worksheet
 
     config = _config(ctx)
-    report = export_worksheet(config, config.task(task), _engine(config), worksheet, out)
+    report = export_worksheet(config, config.task(task), _engine(config), worksheet, out, feedback_zip)
     console.print(f"Wrote {out}: {len(report.written)} graded row(s), {len(report.not_graded)} without a verdict, "
                   f"{len(report.unknown)} unknown.")
+    if feedback_zip is not None:
+        console.print(f"Wrote {feedback_zip}: {len(report.feedback_files)} feedback page(s).")
+    if check:
+        findings = check_worksheet(config, out)
+        for finding in findings:
+            console.print(Text(f"  skipped by Moodle: {finding}", style="yellow"))
+        if findings:
+            raise typer.Exit(code=int(ExitCode.FINDINGS))
+        console.print("Check: Moodle imports every row.")
 
 
 class OverrideVerdict(str, enum.Enum):

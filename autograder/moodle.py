@@ -25,6 +25,11 @@ _ENTRY = re.compile(
 )
 BLIND_LABEL = "Participant"
 DEFAULT_GROUP = "Default group"
+# Group ids start at 1; the team of users in no group ("Default group", no id in the ZIP) is recorded as 0.
+DEFAULT_GROUP_ID = "0"
+SUBMISSION_PLUGIN = "assignsubmission_"
+# clean_filename() (PARAM_FILE) drops these from a ZIP prefix; a name's "_" becomes a space first.
+_UNSAFE_IN_PREFIX = re.compile(r"""[\x00-\x1f\x7f&<>"`|':\\/]""")
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,34 @@ def parse_entry(name: str) -> Entry | None:
     if match is None:
         return None
     path = match["relpath"] if match["relpath"] is not None else match["flatname"]
-    return Entry(label=match["label"], moodle_id=match["id"], plugin=match["plugin"], path=path)
+    moodle_id = match["id"]
+    if moodle_id is None and match["label"] == DEFAULT_GROUP:
+        moodle_id = DEFAULT_GROUP_ID
+    return Entry(label=match["label"], moodle_id=moodle_id, plugin=match["plugin"], path=path)
+
+
+def prefix_label(name: str) -> str:
+    """A full name or group name as it appears in a ZIP prefix: "_" -> space, clean_filename()'s characters gone."""
+    return _UNSAFE_IN_PREFIX.sub("", name.replace("_", " ")).strip()
+
+
+def scale_items(cell: str) -> list[str]:
+    """The items of a worksheet `Scale` cell (Moodle turns the newlines between items into three spaces)."""
+    return [item.strip() for item in re.split(r"\s{3,}|\n", cell) if item.strip()]
+
+
+def format_points(value: float, decimal_separator: str) -> str:
+    """A point grade as format_float(grade, 2) writes it in the importing user's language."""
+    return f"{value:.2f}".replace(".", decimal_separator)
+
+
+def parse_points(cell: str, decimal_separator: str) -> float | None:
+    """Moodle's unformat_float(): drop spaces, the language's decimal separator becomes '.'."""
+    text = re.sub(r"\s", "", cell).replace(decimal_separator, ".")
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 # --- The offline grading worksheet ------------------------------------------------------------------------
@@ -78,7 +110,8 @@ class Worksheet:
         missing = [n for n in names if self.column(n) is None]
         if missing:
             where = self.source.name if self.source else "worksheet"
-            raise ArchiveError(f"{where}: missing column(s) {', '.join(repr(m) for m in missing)}")
+            raise ArchiveError(f"{where}: missing column(s) {', '.join(repr(m) for m in missing)} "
+                               "(another language? set the header names under [moodle] in grader.toml)")
 
     def get(self, row: list[str], name: str) -> str:
         index = self.column(name)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import stat
+import unicodedata
 import zipfile
+import zlib
 
+import nbformat
 import pytest
 
 from conftest import moodle_zip, notebook
@@ -116,4 +120,350 @@ def test_empty_corrupt_and_missing_archives(sandboxcheck, tmp_path):
         result = sandboxcheck.cli("import", "sandboxcheck", archive)
         assert result.exit_code == 4
         assert result.stderr.strip() == line
+    assert _files(sandboxcheck) == []
+
+
+# --- Layouts ------------------------------------------------------------------------------------------------
+
+
+def _raw_zip(path, members: dict[str, str | bytes]):
+    """A ZIP with exactly these member names (Moodle sets the UTF-8 flag; zipfile does for non-ASCII names)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return path
+
+
+def _imported(workspace) -> dict[str, dict]:
+    """participant id -> {name, email, status, files: {path: notebook id}} of the current submissions."""
+    with sqlite3.connect(workspace.root / "grader.db") as db:
+        rows = db.execute(
+            "SELECT p.moodle_id, p.name, p.email, s.status, f.path, f.notebook_id, p.is_team, p.members "
+            "FROM participant p JOIN submission s ON s.participant_id = p.id AND s.current "
+            "JOIN submittedfile f ON f.submission_id = s.id").fetchall()
+    found: dict[str, dict] = {}
+    for moodle_id, name, email, status, path, notebook_id, is_team, members in rows:
+        entry = found.setdefault(moodle_id, {"name": name, "email": email, "status": status, "files": {},
+                                             "team": bool(is_team), "members": members})
+        entry["files"][path] = notebook_id
+    return found
+
+
+def _stored(workspace, participant: str, path: str) -> bytes:
+    [hit] = list((workspace.root / "submissions" / "sandboxcheck" / participant).glob(f"*/{path}"))
+    return hit.read_bytes()
+
+
+@pytest.mark.parametrize("members", [
+    pytest.param({"Jane Doe_1234567_assignsubmission_file/check.ipynb": NB,
+                  "Jane Doe_1234567_assignsubmission_file/data/input.csv": "x\n"}, id="4.1-folders"),
+    pytest.param({"Jane Doe_1234567_assignsubmission_file_/check.ipynb": NB,
+                  "Jane Doe_1234567_assignsubmission_file_/data/input.csv": "x\n"}, id="3.x-folders"),
+    pytest.param({"Jane Doe_1234567_assignsubmission_file_check.ipynb": NB,
+                  "Jane Doe_1234567_assignsubmission_file_input.csv": "x\n"}, id="flat"),
+    pytest.param({"Participant_1234567_assignsubmission_file/check.ipynb": NB,
+                  "Participant_1234567_assignsubmission_file/data/input.csv": "x\n"}, id="blind"),
+    pytest.param({"Team Rocket-Jane Doe_1234567_assignsubmission_file_/check.ipynb": NB,
+                  "Team Rocket-Jane Doe_1234567_assignsubmission_file_/data/input.csv": "x\n"}, id="3.x-team-member"),
+])
+def test_every_moodle_layout(sandboxcheck, tmp_path, members):
+    """4.1+ folders, 3.1–4.0 folders with '_', flat files and blind marking give the same participant."""
+    result = sandboxcheck.cli("import", "sandboxcheck", _raw_zip(tmp_path / "m.zip", members))
+    assert result.exit_code == 0, result.output
+    [(participant, entry)] = _imported(sandboxcheck).items()
+    assert participant == "1234567"
+    assert entry["name"] in ("Jane Doe", "Participant", "Team Rocket-Jane Doe")
+    assert entry["files"]["check.ipynb"] == "main"
+    assert {p for p in entry["files"] if p.endswith("input.csv")} in ({"data/input.csv"}, {"input.csv"})
+
+
+def test_online_text_and_several_files_and_unicode(sandboxcheck, tmp_path):
+    """Online text is a file (onlinetext.html); NFD names are stored NFC; every file of a participant is kept."""
+    nfd_name = unicodedata.normalize("NFD", "Jürgen Groß")
+    nfd_file = unicodedata.normalize("NFD", "Lösung/Übersicht.md")
+    html = '<!DOCTYPE html><html><head><meta charset="UTF-8"></head><body><p>Antwort</p></body></html>'
+    archive = _raw_zip(tmp_path / "m.zip", {
+        f"{nfd_name}_1234567_assignsubmission_file/check.ipynb": NB,
+        f"{nfd_name}_1234567_assignsubmission_file/{nfd_file}": "# Übersicht\n",
+        f"{nfd_name}_1234567_assignsubmission_file/notes.txt": "n",
+        f"{nfd_name}_1234567_assignsubmission_onlinetext/onlinetext.html": html,
+    })
+    assert sandboxcheck.cli("import", "sandboxcheck", archive).exit_code == 0
+    entry = _imported(sandboxcheck)["1234567"]
+    assert entry["name"] == "Jürgen Groß" and unicodedata.is_normalized("NFC", entry["name"])
+    assert set(entry["files"]) == {"check.ipynb", "Lösung/Übersicht.md", "notes.txt", "onlinetext.html"}
+    assert _stored(sandboxcheck, "1234567", "onlinetext.html").decode() == html
+    assert _stored(sandboxcheck, "1234567", "Lösung/Übersicht.md") == "# Übersicht\n".encode()
+
+
+TEAM_HEADER = ('Identifier,"Full name","Email address",Status,Group,Grade,Scale,"Grade can be changed",'
+               '"Last modified (submission)","Last modified (grade)","Feedback comments"')
+
+
+def _team_row(pid: str, name: str, group: str, status: str = "Submitted for grading") -> str:
+    return (f'"Participant {pid}","{name}",{pid}@example.edu,"{status}","{group}",,"nicht erfolgreich bearbeitet   '
+            f'erfolgreich bearbeitet",Yes,"Monday, 10 November 2026, 9:15 AM",-,')
+
+
+def _worksheet(path, header: str, rows: list[str]):
+    path.write_bytes(("\ufeff" + "\n".join([header, *rows]) + "\n").encode("utf-8"))
+    return path
+
+
+def test_team_submissions_record_members(sandboxcheck, tmp_path):
+    """Group id folders and 'Default group' become teams whose members come from the worksheet's Group column."""
+    archive = _raw_zip(tmp_path / "m.zip", {
+        "Team Rocket_42_assignsubmission_file/check.ipynb": NB,
+        "Default group_assignsubmission_file/check.ipynb": NB,
+    })
+    sheet = _worksheet(tmp_path / "Grades.csv", TEAM_HEADER, [
+        _team_row("1000001", "Jessie A", "Team_Rocket"), _team_row("1000002", "James B", "Team Rocket"),
+        _team_row("1000003", "Ohne Gruppe", "Default group")])
+    result = sandboxcheck.cli("import", "sandboxcheck", archive, "--worksheet", sheet)
+    assert result.exit_code == 0, result.output
+    assert "team 42: members 1000001, 1000002" in result.stdout
+    assert "team 0: members 1000003" in result.stdout
+    teams = _imported(sandboxcheck)
+    assert teams["42"]["team"] and teams["42"]["members"] == "1000001:Jessie A\n1000002:James B"
+    assert teams["0"]["name"] == "Default group" and teams["0"]["members"] == "1000003:Ohne Gruppe"
+
+
+def test_drafts_are_reported_and_not_graded(sandboxcheck, tmp_path):
+    """A worksheet 'Draft (not submitted)' row is imported as a draft, reported, and skipped by grade."""
+    archive = moodle_zip(tmp_path / "m.zip", {"1000001": {"check.ipynb": NB}})
+    sheet = _worksheet(tmp_path / "Grades.csv", TEAM_HEADER.replace("Group,", ""), [
+        _team_row("1000001", "Anna Entwurf", "x", "Draft (not submitted)").replace(',"x"', "")])
+    result = sandboxcheck.cli("import", "sandboxcheck", archive, "--worksheet", sheet)
+    assert "drafts (not graded): 1000001" in result.stdout
+    assert _imported(sandboxcheck)["1000001"]["status"] == "draft"
+    graded = sandboxcheck.cli("grade", "sandboxcheck")
+    assert graded.exit_code == 0, graded.output
+    assert "Graded 0 submission(s)" in graded.stdout
+    assert sandboxcheck.status("sandboxcheck")["1000001"]["verdict"] == "pending"
+
+
+# --- A ZIP inside the submission ----------------------------------------------------------------------------
+
+
+def _zip_bytes(members: dict[str, bytes | str], *, symlink: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if name == symlink:
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, content)
+    return buffer.getvalue()
+
+
+GIT_OBJECT = zlib.compress(b"blob 7\0fertig\n")
+
+
+def test_nested_zip_is_unpacked_into_a_folder(sandboxcheck, tmp_path):
+    """repo.zip becomes the folder repo/ (not kept as a file); .git/ survives byte for byte; one level deep."""
+    inner = _zip_bytes({"check.ipynb": NB, ".git/HEAD": "ref: refs/heads/main\n",
+                        ".git/objects/ab/cdef0123456789": GIT_OBJECT, "deeper.zip": _zip_bytes({"x.txt": "x"})})
+    archive = moodle_zip(tmp_path / "m.zip", {"1234567": {"repo.zip": inner, "readme.txt": "hi"}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive)
+    assert result.exit_code == 0, result.output
+    files = _imported(sandboxcheck)["1234567"]["files"]
+    assert files == {"readme.txt": "", "repo/check.ipynb": "main", "repo/.git/HEAD": "",
+                     "repo/.git/objects/ab/cdef0123456789": "", "repo/deeper.zip": ""}
+    assert _stored(sandboxcheck, "1234567", "repo/.git/objects/ab/cdef0123456789") == GIT_OBJECT
+    assert zlib.decompress(_stored(sandboxcheck, "1234567", "repo/.git/objects/ab/cdef0123456789")).endswith(b"fertig\n")
+
+
+def _encrypted_inner() -> bytes:
+    path_bytes = bytearray(_zip_bytes({"secret.ipynb": NB}))
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = path_bytes.find(signature)
+        path_bytes[start + flag_at] |= 0x1
+    return bytes(path_bytes)
+
+
+@pytest.mark.parametrize("inner, message", [
+    (lambda: _zip_bytes({"../../escape.py": "x"}), "member '../../escape.py' leaves the archive folder ('..')"),
+    (lambda: _zip_bytes({"/etc/cron.d/x": "x"}), "member '/etc/cron.d/x' has an absolute path"),
+    (lambda: _zip_bytes({"link": "/etc/shadow"}, symlink="link"), "member 'link' is a symbolic link"),
+    (_encrypted_inner, "member 'secret.ipynb' is encrypted"),
+    (lambda: _zip_bytes({"bomb.bin": b"\0" * (50 * 1024 * 1024)}), "member 'bomb.bin' is compressed 1028:1 (ZIP bomb?)"),
+    (lambda: b"PK\x03\x04 this is not really a zip", "not a readable ZIP archive (File is not a zip file)"),
+])
+def test_bad_nested_zip_rejects_the_import(sandboxcheck, tmp_path, inner, message):
+    """An unsafe ZIP inside a submission rejects everything, naming the participant and the member."""
+    archive = moodle_zip(tmp_path / "bad.zip", {"1111111": {"check.ipynb": NB}, "2222222": {"repo.zip": inner()}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive)
+    assert result.exit_code == 4
+    assert result.stderr.strip() == f"error: bad.zip: participant 2222222, repo.zip: {message}"
+    assert _files(sandboxcheck) == [] and _rows(sandboxcheck, "participant") == 0
+
+
+def test_nested_zip_counts_against_the_archive_limits(sandboxcheck, tmp_path, monkeypatch):
+    """The member limit counts outer and inner files together."""
+    from autograder import ingest
+
+    monkeypatch.setattr(ingest, "MAX_MEMBERS", 3)
+    archive = moodle_zip(tmp_path / "bad.zip", {"2222222": {"check.ipynb": NB, "repo.zip": _zip_bytes({"a": "1", "b": "2"})}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive)
+    assert result.exit_code == 4
+    assert result.stderr.strip() == "error: bad.zip: participant 2222222, repo.zip: more than the limit of 3 files"
+
+
+# --- Bad worksheets and other bad input -----------------------------------------------------------------------
+
+
+def test_cp437_member_name_is_rejected(sandboxcheck, tmp_path):
+    """A name without Moodle's UTF-8 flag that is not ASCII (Windows' CP437 zip tools) is one line, exit 4."""
+    path = tmp_path / "bad.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("Anna_1111111_assignsubmission_file/check.ipynb", NB)
+        zf.writestr("Anna_1111111_assignsubmission_file/xyz.txt", "x")
+    path.write_bytes(path.read_bytes().replace(b"xyz.txt", "äöü.txt".encode("cp437")))  # same length, no flag
+    result = sandboxcheck.cli("import", "sandboxcheck", path)
+    assert result.exit_code == 4
+    assert "is not UTF-8 (Moodle writes UTF-8 names)" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert _rows(sandboxcheck, "participant") == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Name,Punkte\nAnna,3\n", "Grades.csv: missing column(s) 'Identifier', 'Status'"),
+    ("Identifier|Full name|Status\nParticipant 1|A|x\n", "not a Moodle grading worksheet (no separated header line)"),
+    (b"\xff\xfeI\x00d\x00", "worksheet is not UTF-8 text"),
+])
+def test_bad_worksheet_imports_nothing(sandboxcheck, tmp_path, text, message):
+    """A worksheet without Moodle's columns, with an unknown separator or not UTF-8: one line, exit 4, nothing stored."""
+    sheet = tmp_path / "Grades.csv"
+    sheet.write_bytes(text if isinstance(text, bytes) else text.encode())
+    archive = moodle_zip(tmp_path / "m.zip", {"1111111": {"check.ipynb": NB}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive, "--worksheet", sheet)
+    assert result.exit_code == 4
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _rows(sandboxcheck, "participant") == 0
+
+
+def test_semicolon_worksheet_is_read(sandboxcheck, tmp_path):
+    """Moodle's upload form offers ';' (German spreadsheets): such a worksheet is joined like a comma one."""
+    sheet = tmp_path / "Grades.csv"
+    sheet.write_text('\ufeffIdentifier;Full name;Status\n"Participant 1111111";Anna Groß;Submitted for grading\n',
+                     encoding="utf-8")
+    archive = moodle_zip(tmp_path / "m.zip", {"1111111": {"check.ipynb": NB}})
+    assert sandboxcheck.cli("import", "sandboxcheck", archive, "--worksheet", sheet).exit_code == 0
+    assert _imported(sandboxcheck)["1111111"]["name"] == "Anna Groß"
+
+
+# --- Which file is which notebook -----------------------------------------------------------------------------
+
+PAIR_CONFIG = """
+[course]
+name = "Zuordnung"
+short_name = "ZUO"
+
+[tasks.pair]
+title = "Zwei Notebooks"
+
+[[tasks.pair.notebooks]]
+id = "one"
+file = "teil1.ipynb"
+title = "Teil 1"
+
+[[tasks.pair.notebooks]]
+id = "two"
+file = "teil2.ipynb"
+title = "Teil 2"
+"""
+
+
+def _nbgrader_notebook(prefix: str, answer: str = "") -> str:
+    nb = nbformat.v4.new_notebook()
+    for index in range(3):
+        cell = nbformat.v4.new_code_cell(f"x = {index}  {answer}")
+        cell.metadata["nbgrader"] = {"grade": False, "grade_id": f"{prefix}-{index}", "locked": index == 0,
+                                     "schema_version": 3, "solution": index > 0, "task": False}
+        nb.cells.append(cell)
+    return nbformat.writes(nb)
+
+
+@pytest.fixture
+def pair(tmp_path):
+    from conftest import make_workspace
+
+    source = tmp_path / "assignments" / "pair" / "source"
+    source.mkdir(parents=True)
+    (source / "teil1.ipynb").write_text(_nbgrader_notebook("clustering"), encoding="utf-8")
+    (source / "teil2.ipynb").write_text(_nbgrader_notebook("query"), encoding="utf-8")
+    return make_workspace(tmp_path / "course", PAIR_CONFIG, tmp_path / "assignments")
+
+
+def test_notebooks_match_by_content_not_name(pair, tmp_path):
+    """Renamed notebooks are found by their nbgrader cell ids; names only break ties; checkpoints never count."""
+    archive = moodle_zip(tmp_path / "m.zip", {
+        "1000001": {"Aufgabe5 (1).ipynb": _nbgrader_notebook("query", "# mine"),
+                    "task5_final_FINAL.ipynb": _nbgrader_notebook("clustering", "# mine"),
+                    ".ipynb_checkpoints/teil1-checkpoint.ipynb": _nbgrader_notebook("clustering")},
+        "1000002": {"teil1.ipynb": _nbgrader_notebook("query"), "teil2.ipynb": _nbgrader_notebook("clustering")},
+        "1000003": {"teil1 (1).ipynb": _nbgrader_notebook("clustering", "# alt"),
+                    "teil1.ipynb": _nbgrader_notebook("clustering", "# neu")},
+        "1000004": {"teil2.ipynb": nbformat.writes(nbformat.v4.new_notebook()), "fremd.ipynb": NB},
+    })
+    result = pair.cli("import", "pair", archive)
+    assert result.exit_code == 0, result.output
+    found = _imported(pair)
+    assert found["1000001"]["files"] == {"Aufgabe5 (1).ipynb": "two", "task5_final_FINAL.ipynb": "one",
+                                         ".ipynb_checkpoints/teil1-checkpoint.ipynb": ""}
+    assert found["1000002"]["files"] == {"teil1.ipynb": "two", "teil2.ipynb": "one"}
+    assert found["1000003"]["files"] == {"teil1.ipynb": "one", "teil1 (1).ipynb": ""}
+    assert found["1000004"]["files"] == {"teil2.ipynb": "two", "fremd.ipynb": ""}
+    assert "1000003: no notebook matches teil2.ipynb" in result.stdout
+    assert "1000004: no notebook matches teil1.ipynb" in result.stdout
+
+
+def test_no_matching_notebook_is_an_error_verdict(sandboxcheck, tmp_path):
+    """A submission without any task notebook is graded 'error' with a German message (no sandbox run)."""
+    archive = moodle_zip(tmp_path / "m.zip", {"1000001": {"loesung.py": "print('fertig')"}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive)
+    assert "1000001: no notebook matches check.ipynb" in result.stdout
+    assert sandboxcheck.cli("grade", "sandboxcheck").exit_code == 0
+    row = sandboxcheck.status("sandboxcheck")["1000001"]
+    assert row["verdict"] == "error"
+    assert row["criteria"] == [{"id": "main.submitted", "passed": False,
+                                "message": "Das Notebook „check.ipynb“ wurde in der Abgabe nicht gefunden."}]
+    with sqlite3.connect(sandboxcheck.root / "grader.db") as db:
+        [(problem,)] = db.execute("SELECT problem FROM submission").fetchall()
+    assert problem == "Kein hochgeladenes Notebook passt zu „check.ipynb“ (hochgeladen: loesung.py)."
+
+
+def test_corrupt_member_data_imports_nothing(sandboxcheck, tmp_path):
+    """A member whose bytes do not match its CRC (damaged download) is one line naming it, exit 4."""
+    path = tmp_path / "bad.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("Anna Berg_1111111_assignsubmission_file/check.ipynb", NB)
+        zf.writestr("Eve Evil_2222222_assignsubmission_file/notes.txt", "unversehrt")
+    path.write_bytes(path.read_bytes().replace(b"unversehrt", b"beschaedig"))
+    result = sandboxcheck.cli("import", "sandboxcheck", path)
+    assert result.exit_code == 4
+    assert result.stderr.strip() == ("error: bad.zip: member 'Eve Evil_2222222_assignsubmission_file/notes.txt' is "
+                                      "corrupt (Bad CRC-32 for file 'Eve Evil_2222222_assignsubmission_file/notes.txt')")
+    assert _files(sandboxcheck) == [] and _rows(sandboxcheck, "participant") == 0
+
+
+def test_two_groups_with_one_name_are_rejected(sandboxcheck, tmp_path):
+    """Members are found by group name; if two group folders share it, the import stops with one line."""
+    archive = _raw_zip(tmp_path / "m.zip", {"Team A_42_assignsubmission_file/check.ipynb": NB,
+                                            "Team A_43_assignsubmission_file/check.ipynb": NB})
+    sheet = _worksheet(tmp_path / "Grades.csv", TEAM_HEADER, [_team_row("1000001", "Ann A", "Team A")])
+    result = sandboxcheck.cli("import", "sandboxcheck", archive, "--worksheet", sheet)
+    assert result.exit_code == 4
+    assert result.stderr.strip() == ("error: groups 42 and 43 both have the name of participant 1000001's group in "
+                                      "the worksheet; give the groups distinct names in Moodle")
+    assert _rows(sandboxcheck, "participant") == 0
+
+
+def test_file_and_folder_of_one_name_is_one_line(sandboxcheck, tmp_path):
+    """'repo' uploaded next to repo.zip (unpacked into repo/) cannot be stored: one line, nothing imported."""
+    archive = moodle_zip(tmp_path / "bad.zip", {"2222222": {"repo": "x", "repo.zip": _zip_bytes({"a.txt": "a"})}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive)
+    assert result.exit_code == 4
+    assert result.stderr.strip() == "error: bad.zip: participant 2222222: 'repo' is both a file and a folder"
     assert _files(sandboxcheck) == []

@@ -51,7 +51,8 @@ def environment_id() -> str:
     """Identify this Python environment by its installed distributions (name==version), like a lock file."""
     from importlib import metadata
 
-    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions())
+    # A set: run from a source checkout, the project's own metadata is found twice (site-packages and cwd).
+    names = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()})
     return "venv:" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 
