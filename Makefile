@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 GRADER := $(BIN)/grader
 DEMO := demo
 # Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux),
-# WordNet for the offline NLTK data.
-APT_PACKAGES := bubblewrap util-linux wordnet-base wordnet-sense-index
+# WordNet for the offline NLTK data, git and TeX for task 3 (latexmk + pdflatex with the LaTeX base and
+# recommended packages such as listings and KOMA-Script, German babel, Latin Modern fonts; about 210 MB installed).
+APT_PACKAGES := bubblewrap util-linux wordnet-base wordnet-sense-index git texlive-latex-base \
+	texlive-latex-recommended texlive-lang-german latexmk lmodern
 
 .PHONY: demo test setup data system-packages lock clean
 
@@ -34,7 +36,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 # The demo works in its own folder (demo/), next to the course's real data, never on it: for each task, a
 # Moodle export generated from the task's solutions goes through import -> grade -> status -> export.
-DEMO_TASKS := task4 task5
+DEMO_TASKS := task3 task4 task5
 demo: data
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp grader.toml $(DEMO)/grader.toml

@@ -8,7 +8,10 @@ both exercise the same import path as a real course.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -78,10 +81,12 @@ def build_sample(config: Config, task: TaskConfig, out: Path) -> tuple[Path, Pat
     archive = out / f"{short}-{task.id}-4711.zip"
     worksheet = out / f"Grades-{short}-{task.id}-4711.csv"
     participants = sample_participants(config, task)
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf, tempfile.TemporaryDirectory() as tmp:
         for p in participants:
             prefix = f"{p.name}_{p.moodle_id}_assignsubmission_file/"
-            for name, path in sorted(solution_files(config, task, p.solution, p.expected).items()):
+            files = solution_files(config, task, p.solution, p.expected)
+            files = _repository_uploads(files, p.solution, p.expected, Path(tmp))
+            for name, path in sorted(files.items()):
                 zf.write(path, prefix + name)
     scale = f"{config.scale.failed}   {config.scale.passed}"
     rows = [
@@ -95,6 +100,37 @@ def build_sample(config: Config, task: TaskConfig, out: Path) -> tuple[Path, Pat
         ensure_ascii=False, indent=2,
     ), encoding="utf-8")
     return archive, worksheet
+
+
+def _repository_uploads(files: dict[str, Path], solution: str, expected: dict, tmp: Path) -> dict[str, Path]:
+    """A solution stored as a git bundle (task 3: a repository cannot be committed inside ours) is uploaded
+    as a team would: the repository as `<team>.zip` with its .git (cloned here from our own, trusted bundle;
+    `zip_folder` in expected.toml puts it in a folder of the ZIP), or, with `upload = "bundle"`, the bundle
+    itself beside the notebook taken from it."""
+    bundles = [name for name in files if name.endswith(".bundle")]
+    if not bundles:
+        return files
+    team = solution.replace("_", "-")
+    uploads = {name: path for name, path in files.items() if name not in bundles}
+    clone = tmp / team
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+    subprocess.run(["git", "clone", "-q", str(files[bundles[0]]), str(clone)], env=env, check=True,
+                   capture_output=True)
+    subprocess.run(["git", "remote", "remove", "origin"], cwd=clone, env=env, check=True, capture_output=True)
+    notebooks = sorted(clone.glob("*.ipynb"))
+    if expected.get("upload") == "bundle":
+        uploads.update({p.name: p for p in notebooks})
+        uploads[f"{team}.bundle"] = files[bundles[0]]
+        return uploads
+    archive = tmp / f"{team}.zip"
+    folder = expected.get("zip_folder", "")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(clone.rglob("*")):
+            if path.is_file():
+                zf.write(path, (f"{folder}/" if folder else "") + path.relative_to(clone).as_posix())
+    uploads[archive.name] = archive
+    return uploads
 
 
 def _email(name: str) -> str:

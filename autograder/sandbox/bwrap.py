@@ -99,8 +99,10 @@ class BwrapSandbox:
             "--die-with-parent", "--new-session", "--hostname", "sandbox",
             "--clearenv",
         ]
+        system_parents: set[str] = {"/"}
         for directory in host.system_dirs():
-            argv += ["--ro-bind", directory, directory]
+            # Parents such as /var/lib (for /var/lib/texmf) made 0755: bwrap would make them 0700 as root.
+            argv += _ensure_parents(directory, system_parents) + ["--ro-bind", directory, directory]
         for link in host.MERGED_USR_LINKS:
             path = Path(link)
             if path.is_symlink():
