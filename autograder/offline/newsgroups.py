@@ -6,6 +6,15 @@ from its group's topic words (in varying inflections) and common English, with t
 Groups that overlap in reality (the comp.* groups, the religion groups, talk.politics.*) share words, so
 classifiers do well but not perfectly. Seeded: the same cache every time. Production images ship the real
 corpus in the same place instead.
+
+Each post also ends with a few lines drawn from a second, per-post random stream (so the rest of the post does
+not depend on them), which give the corpus properties of the real one that task 5's query probe relies on:
+a sentence with some of the group's rarer keywords (KEYWORDS), which the corpus uses only in the singular, as
+real posts use many words in one form only; in three groups, function words typical of them (SINK_STOPWORDS:
+religion posts say "he/him/his", ...), as function-word use differs between real groups; and a thank-you to a
+person whose name comes from a pool of the post's split only (TRAIN_NAMES / TEST_NAMES), as real test posts
+have words the training posts never use. The probe's hidden queries use the keywords' plural forms and these
+function words; the rubric looks for test-only names in a vocabulary that should know only the training split.
 """
 
 from __future__ import annotations
@@ -86,6 +95,59 @@ TOPICS: dict[str, tuple[list[str], list[str]]] = {
                            ["believe", "preach", "follow", "claim", "worship", "obey"]),
 }
 
+# Rarer keywords per group, used by the corpus only in the singular; their plurals (regular, and mapped to the
+# singular by the Porter, Snowball and Lancaster stemmers and by WordNet's lemmatiser) never occur in it.
+KEYWORDS: dict[str, list[str]] = {
+    "alt.atheism": ["agnostic", "humanist", "rationalist", "secularist", "freethinker", "nihilist"],
+    "comp.graphics": ["gradient", "contour", "histogram", "thumbnail", "hologram", "mesh"],
+    "comp.os.ms-windows.misc": ["wallpaper", "shortcut", "utility", "patch", "wizard"],
+    "comp.sys.ibm.pc.hardware": ["socket", "partition", "fan", "sector", "tower", "cache"],
+    "comp.sys.mac.hardware": ["trackball", "macintosh", "charger", "emulator", "dongle"],
+    "comp.windows.x": ["daemon", "terminal", "compiler", "workstation", "kernel", "callback"],
+    "misc.forsale": ["bargain", "receipt", "warranty", "auction", "discount", "coupon"],
+    "rec.autos": ["convertible", "bumper", "radiator", "muffler", "windshield", "headlight"],
+    "rec.motorcycles": ["sidecar", "kickstand", "visor", "handlebar", "chopper", "scooter"],
+    "rec.sport.baseball": ["shortstop", "bullpen", "outfielder", "doubleheader", "slugger", "fastball"],
+    "rec.sport.hockey": ["linesman", "winger", "zamboni", "goaltender", "slapshot", "forward"],
+    "sci.crypt": ["cryptographer", "hash", "keystroke", "eavesdropper", "decoder", "password"],
+    "sci.electronics": ["inductor", "potentiometer", "thermistor", "relay", "breadboard", "rectifier"],
+    "sci.med": ["antibiotic", "vaccine", "allergy", "migraine", "surgeon", "tumor"],
+    "sci.space": ["asteroid", "comet", "meteor", "cosmonaut", "booster", "payload"],
+    "soc.religion.christian": ["apostle", "disciple", "psalm", "parable", "hymn", "sacrament"],
+    "talk.politics.guns": ["revolver", "shotgun", "holster", "cartridge", "bullet", "silencer"],
+    "talk.politics.mideast": ["mosque", "synagogue", "embassy", "checkpoint", "diplomat", "militant"],
+    "talk.politics.misc": ["senator", "lobbyist", "deficit", "legislator", "subsidy", "bureaucrat"],
+    "talk.religion.misc": ["heretic", "mystic", "oracle", "zealot", "ritual", "astrologer"],
+}
+# Function words (in both NLTK's and scikit-learn's English stopword lists) that three groups use often.
+SINK_STOPWORDS: dict[str, list[str]] = {
+    "soc.religion.christian": ["he", "him", "his", "himself", "whom"],
+    "talk.politics.guns": ["they", "them", "themselves", "against", "during"],
+    "sci.med": ["she", "her", "herself", "hers", "between"],
+}
+KEYWORD_SENTENCES = 3
+KEYWORD_TEMPLATES = [
+    "Some {adj} advice about the {kw} would help.",
+    "Where can I find a {adj} {kw}?",
+    "The {kw} is {adj}, and so is the {kw2}.",
+    "Has anybody compared the {kw} with the {kw2}?",
+]
+
+
+def _names(rng: random.Random, count: int) -> list[str]:
+    """Made-up surnames (consonant-vowel syllables ending in k, x or z: no stemmer changes them)."""
+    names: list[str] = []
+    while len(names) < count:
+        name = "".join(rng.choice("bdfgklmnprstv") + rng.choice("aeiou") for _ in range(rng.randint(2, 3)))
+        name += rng.choice("kxz")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+_NAME_POOL = _names(random.Random(SEED + 7), 400)
+TRAIN_NAMES, TEST_NAMES = _NAME_POOL[:200], _NAME_POOL[200:]
+
 COMMON_NOUNS = ["people", "time", "thing", "problem", "way", "question", "idea", "point", "system", "number",
                 "information", "group", "year", "day", "example", "reason", "post", "article", "answer", "fact"]
 COMMON_VERBS = ["think", "know", "want", "need", "say", "see", "find", "try", "use", "tell", "read", "mean"]
@@ -145,12 +207,26 @@ def post_body(rng: random.Random, group: str, sentences: tuple[int, int] = (4, 9
     return " ".join(_sentence(rng, group) for _ in range(rng.randint(*sentences)))
 
 
-def _post(rng: random.Random, group: str) -> str:
+def _extra(rng: random.Random, group: str, names: list[str]) -> str:
+    """The post's last lines: its group's keywords, function words typical of the group, a thank-you."""
+    lines = []
+    for _ in range(KEYWORD_SENTENCES):
+        keywords = rng.sample(KEYWORDS[group], 2)
+        lines.append(rng.choice(KEYWORD_TEMPLATES).format(kw=keywords[0], kw2=keywords[1],
+                                                          adj=rng.choice(ADJECTIVES)))
+    if group in SINK_STOPWORDS:
+        words = SINK_STOPWORDS[group]
+        lines.append(" ".join(rng.choice(words) for _ in range(rng.randint(4, 7))).capitalize() + ".")
+    lines.append(f"Thanks to {rng.choice(names).capitalize()} for the hint.")
+    return " ".join(lines)
+
+
+def _post(rng: random.Random, group: str, extra: str = "") -> str:
     author = rng.choice(FIRST_NAMES)
     host = rng.choice(HOSTS)
     nouns, _ = TOPICS[group]
     subject = f"{'Re: ' if rng.random() < 0.5 else ''}{rng.choice(nouns)} {rng.choice(COMMON_NOUNS)}"
-    body = post_body(rng, group)
+    body = post_body(rng, group) + (" " + extra if extra else "")
     lines = [f"From: {author}@{host} ({author.capitalize()})", f"Subject: {subject}",
              f"Organization: {host.split('.')[0].upper()}", f"Lines: {body.count(' ') // 10 + 3}", ""]
     if rng.random() < 0.4:
@@ -177,7 +253,9 @@ def write_newsgroups_cache(data_home: Path) -> str:
                 folder.mkdir(parents=True)
                 for _ in range(per_group):
                     counter += 1
-                    (folder / str(counter)).write_text(_post(rng, group), encoding="latin-1")
+                    extra = _extra(random.Random(SEED * 100_000 + counter), group,
+                                   TRAIN_NAMES if split == "train" else TEST_NAMES)
+                    (folder / str(counter)).write_text(_post(rng, group, extra), encoding="latin-1")
         cache = {split: load_files(str(Path(tmp) / f"20news-bydate-{split}"), encoding="latin1")
                  for split in ("train", "test")}
     # This is sklearn's own cache format (a zlib-compressed pickle of its Bunch objects), written by us,
