@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 GRADER := $(BIN)/grader
 DEMO := demo
-# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux),
+# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux), podman
+# with runc for the container backend (tested from a root filesystem; crun fails on cgroup v1 hybrid hosts),
 # WordNet for the offline NLTK data, git and TeX for task 3 (latexmk + pdflatex with the LaTeX base and
 # recommended packages such as listings and KOMA-Script, German babel, Latin Modern fonts; about 210 MB installed).
-APT_PACKAGES := bubblewrap util-linux wordnet-base wordnet-sense-index git texlive-latex-base \
+APT_PACKAGES := bubblewrap util-linux podman runc wordnet-base wordnet-sense-index git texlive-latex-base \
 	texlive-latex-recommended texlive-lang-german latexmk lmodern
 
 .PHONY: demo test setup data system-packages lock clean
@@ -53,7 +54,7 @@ demo: data
 
 test: data
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 --durations=15
 
 # Regenerate requirements.lock (with hashes) from requirements.in; needs network access to the registry.
 lock:

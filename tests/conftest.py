@@ -19,6 +19,16 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_ASSIGNMENTS = REPO / "tests" / "assignments"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Costliest tests first: with `-n 2 --maxschedchunk 1` each worker takes the next test when it is free,
+    so the long real-model runs overlap with everything else instead of starting last."""
+    def cost(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return float(marker.kwargs.get("cost", 60)) if marker else 0.0
+
+    items.sort(key=cost, reverse=True)  # stable: equal costs keep their order
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep a developer's GRADER_* variables out of the tests."""

@@ -109,7 +109,7 @@ def loopback_server():
     server.close()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(cost=150)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hostile_corpus(tmp_path, backend, loopback_server):
     """Each hostile notebook ends as expected and the host is untouched."""

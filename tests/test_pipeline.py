@@ -81,6 +81,7 @@ def test_cell_timeout_message_names_the_cell(sandboxcheck, tmp_path):
     assert criteria["main.finished"]["passed"]
 
 
+@pytest.mark.slow(cost=45)
 def test_notebook_timeout_ends_an_uninterruptible_notebook(sandboxcheck, tmp_path):
     """A loop that ignores interrupts runs into the notebook's deadline: a fail with a timeout message."""
     stubborn = notebook("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)",
@@ -113,6 +114,7 @@ def test_second_grade_does_no_work(sandboxcheck, tmp_path):
         assert len(session.exec(select(Run)).all()) == 2
 
 
+@pytest.mark.slow(cost=45)
 def test_killed_grade_resumes_with_one_result_each(sandboxcheck, tmp_path):
     """SIGKILL in the middle of grading, start again: every submission ends with exactly one run."""
     slow = notebook("import time\ntime.sleep(3)", "print('fertig')")

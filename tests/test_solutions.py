@@ -13,7 +13,10 @@ import pytest
 from autograder.config import load_config
 from conftest import REPO
 
-TASKS = sorted(load_config(REPO / "grader.toml").tasks)
+CONFIG = load_config(REPO / "grader.toml")
+# About 15 s of sandbox and rubric time per solution on 2 cores, for ordering only (conftest).
+TASKS = [pytest.param(task, marks=pytest.mark.slow(cost=15 * len(list((CONFIG.task_dir(task) / "solutions").iterdir()))))
+         for task in sorted(CONFIG.tasks)]
 
 
 @pytest.mark.parametrize("task", TASKS)
