@@ -6,14 +6,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 GRADER := $(BIN)/grader
 DEMO := demo
-# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux), podman
+# Debian packages the grader needs: bubblewrap for the sandbox (setpriv, prlimit come with util-linux; libseccomp2
+# for its system-call filter, loaded by pyseccomp), podman
 # with runc for the container backend (tested from a root filesystem; crun fails on cgroup v1 hybrid hosts),
 # WordNet for the offline NLTK data, git and TeX for task 3 (latexmk + pdflatex with the LaTeX base and
 # recommended packages such as listings and KOMA-Script, German babel, Latin Modern fonts; about 210 MB installed).
-APT_PACKAGES := bubblewrap util-linux podman runc wordnet-base wordnet-sense-index git texlive-latex-base \
+APT_PACKAGES := bubblewrap util-linux libseccomp2 podman runc wordnet-base wordnet-sense-index git texlive-latex-base \
 	texlive-latex-recommended texlive-lang-german latexmk lmodern
+# The cgroup v2 VM of tests/test_cgroup2_vm.py: busybox for its initramfs, and qemu where KVM runs hardware-
+# virtualised guests (elsewhere it boots user-mode Linux, unpacked from Debian's package: docs/cgroup2-vm.md).
+APT_PACKAGES += busybox-static $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86)
+# The review page's browser tests (tests/test_review.py): Playwright drives Debian's headless chromium.
+APT_PACKAGES += chromium
+# Task 3: the TeX a student's machine has: latex-extra (enumitem, titlesec, svg) and Inkscape for \includesvg.
+APT_PACKAGES += texlive-latex-extra inkscape
 
-.PHONY: demo test setup data system-packages lock clean
+.PHONY: demo test test-fast setup data system-packages lock clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -55,6 +63,12 @@ demo: data
 test: data
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 --durations=15
+
+# The inner loop: everything that starts no sandbox (configuration, import, Moodle formats, doctor's logic), in
+# well under a minute. `make test` runs these and the rest.
+test-fast: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -m "not sandbox and not slow" -p no:randomly
 
 # Regenerate requirements.lock (with hashes) from requirements.in; needs network access to the registry.
 lock:

@@ -4,20 +4,20 @@ The sandbox's report and the executed notebook inside it are untrusted bytes. Th
 limits (size, nesting depth, counts), validates the notebook with nbformat, and pulls out two kinds of data:
 the figure descriptions that autograder.inside.figures attached to every shown figure, and the results a
 task's probe reported. Both are validated against the schemas below before anything is written for the
-rubric. Nothing here executes or unpickles anything.
+rubric. The grader's own cells (papermill's parameters, the probe) are known by the indices the runner
+reported and checked here, never by a tag an upload could carry. Nothing here executes or unpickles anything.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 import nbformat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autograder.inside.figures import FIGURE_MIME
 from autograder.inside.probe import PROBE_MIME
-from autograder.inside.runner import PROBE_TAG
 
 MAX_FIGURES = 200
 MAX_DEPTH = 64
@@ -161,11 +161,37 @@ def read_notebook(data: Any) -> nbformat.NotebookNode:
     return nb
 
 
-def extract_figures(nb: nbformat.NotebookNode) -> list[Figure]:
-    """Every captured figure of the notebook, in display order (probe cells excluded)."""
+def grader_cells(report: dict[str, Any], nb: nbformat.NotebookNode, probe_source: str | None) -> dict[str, int | None]:
+    """The indices of the cells the grader inserted, from the runner's report, checked against the notebook:
+    the probe is the last cell and holds exactly the probe's code; papermill's parameters cell is a code cell.
+    Raises CaptureError if the report says otherwise."""
+    raw = report.get("grader_cells")
+    if not isinstance(raw, dict):
+        raise CaptureError("the sandbox's report does not say which cells the grader inserted")
+    cells: dict[str, int | None] = {}
+    for name in ("parameters", "probe"):
+        index = raw.get(name)
+        if index is not None and (type(index) is not int or not 0 <= index < len(nb.cells)):
+            raise CaptureError(f"the sandbox's report names no cell of the notebook as the {name} cell")
+        cells[name] = index
+    probe = cells["probe"]
+    if (probe is None) != (probe_source is None) or (
+        probe is not None and (probe != len(nb.cells) - 1 or str(nb.cells[probe].get("source")) != probe_source)
+    ):
+        raise CaptureError("the sandbox's report does not name the probe as the last cell")
+    parameters = cells["parameters"]
+    if parameters is not None and (parameters == probe or nb.cells[parameters].cell_type != "code"):
+        raise CaptureError("the sandbox's report names no code cell as papermill's parameters cell")
+    return cells
+
+
+def extract_figures(nb: nbformat.NotebookNode, skip: Iterable[int | None] = ()) -> list[Figure]:
+    """Every captured figure of the notebook, in display order, except those of the cells in `skip` (the
+    grader's own cells)."""
     figures: list[Figure] = []
+    skipped = set(skip)
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or PROBE_TAG in cell.get("metadata", {}).get("tags", []):
+        if cell.cell_type != "code" or index in skipped:
             continue
         for output in cell.get("outputs", []):
             data = output.get("data", {}) if output.get("output_type") in ("display_data", "execute_result") else {}
@@ -192,13 +218,12 @@ def _figure(index: int, cell: Any, raw: Any) -> Figure:
         return Figure(**where, error=f"invalid figure description: {str(exc).splitlines()[0][:200]}")
 
 
-def extract_probe(nb: nbformat.NotebookNode) -> dict[str, Any]:
-    """What the task's probe reported (name -> JSON value); later reports of a name replace earlier ones."""
+def extract_probe(nb: nbformat.NotebookNode, probe_index: int | None) -> dict[str, Any]:
+    """What the task's probe reported (name -> JSON value), read from the probe's cell only (the index the
+    runner reported, see grader_cells); later reports of a name replace earlier ones."""
     results: dict[str, Any] = {}
-    for cell in nb.cells:
-        if PROBE_TAG not in cell.get("metadata", {}).get("tags", []):
-            continue
-        for output in cell.get("outputs", []):
+    if probe_index is not None:
+        for output in nb.cells[probe_index].get("outputs", []):
             payload = output.get("data", {}).get(PROBE_MIME) if isinstance(output.get("data"), dict) else None
             if isinstance(payload, dict) and isinstance(payload.get("name"), str):
                 results[payload["name"]] = payload.get("value")

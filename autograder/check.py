@@ -3,8 +3,9 @@
 Two kinds of criteria: the grader's own per notebook (handed in, executed to the end within the limits,
 optionally "uploaded with outputs"), and the task's rubric (plain pytest under assignments/TASK/rubric/, run
 by `python -m pytest` with the autograder.rubric plugin, outside the sandbox). The rubric reads only the
-checked files of the executions. Verdict: pass when every required criterion passes; error when no task
-notebook was handed in at all (nothing could be graded); else fail.
+checked files of the executions. Which criteria are required (decide) and which are advice (only shown) is
+grader.toml's `[tasks.X.criteria]`, applied here to both kinds. Verdict: pass when every required criterion
+passes; error when no task notebook was handed in at all (nothing could be graded); else fail.
 """
 
 from __future__ import annotations
@@ -20,25 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from autograder.config import Config, TaskConfig
-from autograder.errors import RubricError
+from autograder.criteria import INTERNAL_ERROR_MESSAGE, Criterion, State, verdict_of
+from autograder.errors import ConfigError, RubricError
 from autograder.execute import ExecutionOutcome
 from autograder.sandbox import ExitReason
 
-RUBRIC_TIMEOUT_SECONDS = 600
 MAX_UPLOAD_NOTEBOOK_BYTES = 64 * 1024 * 1024
-
-
-@dataclass
-class Criterion:
-    """One criterion's result; `message` is German and shown to the student, `detail` only to staff."""
-
-    criterion: str
-    notebook_id: str
-    title: str
-    required: bool
-    passed: bool
-    message: str = ""
-    detail: str = ""
 
 
 @dataclass
@@ -46,6 +34,11 @@ class Judgement:
     verdict: str  # pass | fail | error
     criteria: list[Criterion] = field(default_factory=list)
     rubric_seconds: float = 0.0
+
+    @property
+    def has_fault(self) -> bool:
+        """Whether a fault of the grader (not the student's upload) kept a criterion from being judged."""
+        return any(c.state is State.ERROR for c in self.criteria)
 
 
 @dataclass(frozen=True)
@@ -57,17 +50,63 @@ class SubmittedNotebook:
     outcome: ExecutionOutcome | None
 
 
-def judge(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook]) -> Judgement:
-    """All criteria of one submission and its verdict."""
+def judge(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook], problem: str = "") -> Judgement:
+    """All criteria of one submission and its verdict; a fault of the grader is an `error`, never raised.
+
+    When nothing gradable was handed in, the verdict is `error` too (no grade, the student must upload again),
+    but the criteria say why as the student's failure: the import's `problem` text, if it has one.
+    """
+    if all(item.upload is None and item.outcome is None for item in notebooks):  # a repository alone is an upload
+        if problem:
+            return Judgement("error", [Criterion(id="upload.usable", title="Abgabe lesbar", state=State.FAIL,
+                                                 message=problem)])
+        return Judgement("error", marked(task, [c for item in notebooks for c in _builtin_criteria(task, item)]))
     criteria: list[Criterion] = []
     for item in notebooks:
         criteria += _builtin_criteria(task, item)
-    if all(item.upload is None for item in notebooks):
-        return Judgement("error", criteria)
     started = time.monotonic()
-    criteria += run_rubric(config, task, notebooks)
-    verdict = "pass" if all(c.passed for c in criteria if c.required) else "fail"
-    return Judgement(verdict, criteria, rubric_seconds=time.monotonic() - started)
+    try:
+        criteria += run_rubric(config, task, notebooks)
+    except RubricError as exc:
+        criteria.append(grader_fault("rubric", "Rubrik ausgeführt", str(exc)))
+    else:
+        try:
+            _check_marked_exist(task, criteria)
+        except ConfigError as exc:
+            criteria.append(grader_fault("criteria", "Kriterien zugeordnet", str(exc)))
+    criteria = marked(task, criteria)
+    return Judgement(verdict_of(criteria), criteria, rubric_seconds=time.monotonic() - started)
+
+
+def marked(task: TaskConfig, criteria: list[Criterion]) -> list[Criterion]:
+    """The criteria with grader.toml's marking (`[tasks.X.criteria]`) in force: it wins over the rubric's marker,
+    so what is advice never decides the verdict, whatever the rubric says. The grader's own faults stay required."""
+    result = []
+    for criterion in criteria:
+        marking = task.marking(criterion.id)
+        if marking is not None and marking.required != criterion.required:
+            criterion = criterion.model_copy(update={"required": marking.required})
+        result.append(criterion)
+    return result
+
+
+def _check_marked_exist(task: TaskConfig, criteria: list[Criterion]) -> None:
+    """ConfigError when grader.toml marks a criterion that neither the grader nor the rubric reported: a typo
+    there would otherwise leave a check silently required (or silently advice). Known only once the rubric ran."""
+    reported = {c.id for c in criteria}
+    # A notebook that was not handed in reports no `outputs`/`executed`; those names are still the grader's own.
+    names = ("submitted", "outputs", "executed") if task.require_outputs else ("submitted", "executed")
+    builtin = {f"{nb.id}.{name}" for nb in task.parts() if nb.file for name in names}
+    unknown = sorted(set(task.criteria) - reported - builtin)
+    if unknown:
+        raise ConfigError(f"tasks.{task.id}.criteria.{unknown[0]}: no such criterion (reported: "
+                          f"{', '.join(sorted(reported))})")
+
+
+def grader_fault(name: str, title: str, detail: str) -> Criterion:
+    """A criterion that records a fault of the grader (staff see `detail`); the verdict becomes `error`."""
+    return Criterion(id=f"grader.{name}", notebook_id="", title=title, required=True, state=State.ERROR,
+                     message=INTERNAL_ERROR_MESSAGE, detail=detail[:4000])
 
 
 def rubric_dir(config: Config, task: TaskConfig) -> Path:
@@ -99,24 +138,27 @@ def run_rubric(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebo
             "--assert=plain", "-q", "--no-header", "-p", "no:cacheprovider", "-p", "no:randomly",
             f"--rootdir={folder}", "-c", "/dev/null", "-W", "ignore::DeprecationWarning",
         ]
+        timeout = task.rubric_timeout
         try:
-            proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=RUBRIC_TIMEOUT_SECONDS,
+            proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=timeout,
                                   env=_rubric_environment())
         except subprocess.TimeoutExpired:
-            raise RubricError(f"task {task.id}: rubric ran longer than {RUBRIC_TIMEOUT_SECONDS} s") from None
+            raise RubricError(f"task {task.id}: rubric ran longer than {timeout} s") from None
         # pytest exit codes: 0 all passed, 1 some failed; anything else means the rubric itself is broken.
         if proc.returncode not in (0, 1) or not report.exists():
             last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
             raise RubricError(f"task {task.id}: rubric could not run (pytest exit {proc.returncode}): {last[0]}")
-        raw = json.loads(report.read_text(encoding="utf-8"))
-    return [Criterion(**entry) for entry in raw]
+        try:
+            return [Criterion.model_validate(entry) for entry in json.loads(report.read_text(encoding="utf-8"))]
+        except (ValueError, TypeError) as exc:
+            raise RubricError(f"task {task.id}: rubric report unreadable: {str(exc).splitlines()[0]}") from None
 
 
 def _manifest(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook]) -> dict[str, Any]:
     return {
         "task": task.id,
         "task_dir": str(config.task_dir(task.id)),
-        "settings": dict(task.rubric),
+        "settings": config.rubric_settings(task),
         "notebooks": {
             item.notebook_id: {
                 "file": task.notebook(item.notebook_id).file,
@@ -145,9 +187,12 @@ def _builtin_criteria(task: TaskConfig, item: SubmittedNotebook) -> list[Criteri
     label = notebook.title or notebook.file
 
     def criterion(name: str, title: str, passed: bool, message: str = "", detail: str = "") -> Criterion:
-        return Criterion(f"{item.notebook_id}.{name}", item.notebook_id, title, True, passed,
-                         "" if passed else message, detail)
+        return Criterion(id=f"{item.notebook_id}.{name}", notebook_id=item.notebook_id, title=title,
+                         state=State.PASS if passed else State.FAIL, message="" if passed else message,
+                         detail=detail)
 
+    if not notebook.file:  # the repository alone: the rubric judges whether one was handed in
+        return []
     if item.upload is None:
         return [criterion("submitted", f"{label}: Notebook abgegeben", False,
                           f"Das Notebook „{notebook.file}“ wurde in der Abgabe nicht gefunden.")]

@@ -57,6 +57,12 @@ class SandboxConfig(_Section):
     max_notebook_mb: int = Field(default=20, ge=1, description="Largest uploaded notebook that is run at all.")
     max_images: int = Field(default=500, ge=1, description="Most images an executed notebook may show.")
     max_image_kb: int = Field(default=4096, ge=1, description="Largest single image an executed notebook may show.")
+    cpus: Union[float, None] = Field(default=None, ge=0.1, description="CPU share of one sandbox in cores (cgroup "
+                                     "quota, --cpus); default: this machine's cores divided by the workers.")
+
+    def cpu_share(self) -> float:
+        """The cores one sandbox may use: `cpus`, else an equal share of this machine for each worker."""
+        return self.cpus if self.cpus is not None else round((os.cpu_count() or 1) / self.workers, 2)
 
 
 class ScaleConfig(_Section):
@@ -108,12 +114,57 @@ class NotebookConfig(_Section):
     probe: str | None = Field(
         default=None, description="Probe script (in the task folder) run after the notebook inside the sandbox."
     )
+    facts: str | None = Field(
+        default=None,
+        description="Grader-owned script (in the task folder, standard library only) run as `python -I` in a fresh "
+        "sandbox over the upload, loading no student code; the JSON it prints is the rubric's facts.json. Not set "
+        "in grader.toml: it comes from the task's [repository] (TaskConfig.parts).",
+    )
     cell_timeout: int | None = Field(default=None, ge=1, description="Per-cell timeout override (s).")
     notebook_timeout: int | None = Field(default=None, ge=1, description="Per-notebook timeout override (s).")
     memory_mb: int | None = Field(default=None, ge=64, description="Memory limit override (MB).")
 
 
 Scalar = Union[str, int, float, bool]
+
+
+class CriterionMarking(_Section):
+    """Whether a criterion decides the verdict: `required` ones do, `advice` is shown but never decides."""
+
+    marking: Literal["required", "advice"] = Field(description="required: decides the verdict; advice: only shown.")
+    implements: Union[str, list[str]] = Field(
+        default="",
+        description="For a required criterion: the words (one phrase or several) of the task's released pass "
+        "condition (\"Bearbeitet ist die Aufgabe, wenn …\") it implements; tests/test_pass_conditions.py checks "
+        "them against the released text.",
+    )
+
+    @model_validator(mode="after")
+    def _advice_claims_no_text(self) -> "CriterionMarking":
+        if self.marking == "advice" and self.implements:
+            raise ValueError("an advice criterion implements no part of the pass condition (drop `implements`)")
+        return self
+
+    @property
+    def required(self) -> bool:
+        return self.marking == "required"
+
+    @property
+    def phrases(self) -> list[str]:
+        """The phrases of the pass condition this criterion implements (none for advice)."""
+        return [self.implements] if isinstance(self.implements, str) and self.implements else list(self.implements or [])
+
+
+class RepositoryConfig(_Section):
+    """A task whose upload is a git repository (ZIP with .git, or a bundle), judged by the grader's facts command."""
+
+    id: str = Field(default="repo", description="Id of the part the rubric checks (pytest.mark.notebook). A notebook "
+                    "with this id belongs to the task and is graded with the repository; without one the repository "
+                    "alone is the upload and no notebook criterion applies.")
+    title: str = Field(default="Repository", description="German title shown in feedback.")
+    facts: str = Field(description="Grader-owned script (in the task folder, standard library only) run as `python "
+                       "-I` in a fresh sandbox over the uploaded repository, with or without a notebook, loading no "
+                       "student code; the JSON it prints is the rubric's facts.json.")
 
 
 class TaskConfig(_Section):
@@ -134,8 +185,42 @@ class TaskConfig(_Section):
         default=False,
         description="A gpu notebook with no GPU backend runs in fast mode on the CPU; its verdict is provisional.",
     )
-    notebooks: list[NotebookConfig] = Field(min_length=1, description="The notebooks a submission must contain.")
-    rubric: dict[str, Scalar] = Field(default_factory=dict, description="Thresholds the rubric reads.")
+    notebooks: list[NotebookConfig] = Field(default_factory=list, description="The notebooks a submission must "
+                                            "contain (none: the task's [repository] is the whole upload).")
+    repository: RepositoryConfig | None = Field(default=None, description="The upload is a git repository, "
+                                                "measured by the grader's facts command (task 3).")
+    rubric: dict[str, Scalar] = Field(
+        default_factory=dict, description="Values for the settings the rubric declares in rubric/settings.toml."
+    )
+    rubric_timeout: int = Field(default=600, ge=1, description="Seconds the rubric may take for one submission.")
+    criteria: dict[str, CriterionMarking] = Field(
+        default_factory=dict,
+        description="Marking per criterion id ('<notebook id>.<name>'): \"advice\", \"required\" or a table "
+        "{ marking, implements }. It wins over the rubric's own marker; a criterion not named keeps that marker.",
+    )
+
+    @field_validator("criteria", mode="before")
+    @classmethod
+    def _short_markings(cls, criteria: object) -> object:
+        # "advice" is short for { marking = "advice" }
+        if isinstance(criteria, dict):
+            return {cid: {"marking": m} if isinstance(m, str) else m for cid, m in criteria.items()}
+        return criteria
+
+    @model_validator(mode="after")
+    def _marked_criteria_name_a_notebook(self) -> "TaskConfig":
+        # Whether the criterion exists is known only when the rubric reports (check.judge); its notebook now.
+        notebooks = {nb.id for nb in self.parts()}
+        for criterion_id in self.criteria:
+            notebook, _, name = criterion_id.partition(".")
+            if notebook not in notebooks or not name:
+                raise ValueError(f"criteria.{criterion_id}: not '<notebook id>.<criterion>' of a notebook of this "
+                                 f"task (notebooks: {', '.join(sorted(notebooks))})")
+        return self
+
+    def marking(self, criterion_id: str) -> CriterionMarking | None:
+        """How grader.toml marks this criterion, or None when it leaves the rubric's marker in force."""
+        return self.criteria.get(criterion_id)
 
     @field_validator("notebooks")
     @classmethod
@@ -145,8 +230,28 @@ class TaskConfig(_Section):
             raise ValueError(f"notebook ids must be unique, got {ids}")
         return notebooks
 
+    @model_validator(mode="after")
+    def _something_to_grade(self) -> "TaskConfig":
+        if not self.notebooks and self.repository is None:
+            raise ValueError("notebooks: a task needs at least one notebook or a [repository]")
+        if any(nb.facts for nb in self.notebooks):
+            raise ValueError("notebooks: `facts` belongs to the task's [repository], not to a notebook")
+        return self
+
+    def parts(self) -> list[NotebookConfig]:
+        """What each submission is executed and judged as: every notebook (the one with the repository's id runs
+        the facts command too) and, when no notebook has that id, the repository alone (file "")."""
+        repository = self.repository
+        if repository is None:
+            return list(self.notebooks)
+        found = [nb.model_copy(update={"facts": repository.facts}) if nb.id == repository.id else nb
+                 for nb in self.notebooks]
+        if all(nb.id != repository.id for nb in self.notebooks):
+            found.append(NotebookConfig(id=repository.id, file="", title=repository.title, facts=repository.facts))
+        return found
+
     def notebook(self, notebook_id: str) -> NotebookConfig:
-        for nb in self.notebooks:
+        for nb in self.parts():
             if nb.id == notebook_id:
                 return nb
         raise ConfigError(f"task {self.id} has no notebook {notebook_id!r}")
@@ -194,6 +299,11 @@ class Config(_Section):
     def task_dir(self, task_id: str) -> Path:
         return self.path(self.paths.assignments) / task_id
 
+    def rubric_settings(self, task: TaskConfig) -> dict[str, Scalar]:
+        """The task's rubric settings: each declared one with its value from grader.toml or its default."""
+        declared = read_rubric_settings(self.task_dir(task.id) / "rubric" / RUBRIC_SETTINGS_FILE)
+        return resolve_rubric_settings(declared, task.rubric, f"tasks.{task.id}.rubric")
+
     def runtime_for(self, task: TaskConfig, notebook: NotebookConfig) -> tuple[str, RuntimeConfig]:
         name = notebook.runtime or task.runtime
         return name, self.runtimes[name]
@@ -225,9 +335,74 @@ def load_config(path: Path) -> Config:
         raw["tasks"] = {tid: {"id": tid, **t} if isinstance(t, dict) else t for tid, t in tasks.items()}
     root = path.resolve().parent
     try:
-        return Config(**raw, root=root, source=path)
+        config = Config(**raw, root=root, source=path)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_problem(exc)}") from None
+    for task in config.tasks.values():  # a mistyped threshold is one line now, not a wrong verdict later
+        try:
+            config.rubric_settings(task)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return config
+
+
+# --- Rubric settings: declared by each rubric, given values in grader.toml ----------------------------------
+
+RUBRIC_SETTINGS_FILE = "settings.toml"
+_SETTING_TYPES: dict[str, type] = {"float": float, "int": int, "bool": bool, "str": str}
+
+
+class RubricSetting(_Section):
+    """One setting a rubric reads, as declared in its rubric/settings.toml (one table per setting)."""
+
+    type: Literal["float", "int", "bool", "str"] = Field(description="Type of the value.")
+    default: Scalar | None = Field(default=None, description="Value when grader.toml gives none; none: required.")
+    description: str = Field(description="What the setting means and how the default was chosen.")
+
+
+def read_rubric_settings(path: Path) -> dict[str, RubricSetting]:
+    """The settings a rubric declares (none when it has no settings.toml); ConfigError if malformed."""
+    if not path.is_file():
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        declared = {name: RubricSetting(**entry) for name, entry in raw.items()}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read rubric settings ({exc})") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_problem(exc)}") from None
+    for name, setting in declared.items():
+        if setting.default is not None:
+            _typed(setting, setting.default, f"{path}: {name}.default")
+    return declared
+
+
+def resolve_rubric_settings(declared: dict[str, RubricSetting], given: dict[str, Scalar],
+                            where: str) -> dict[str, Scalar]:
+    """Every declared setting with its value; an unknown, missing or mistyped one is a ConfigError."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(sorted(declared)) or "none"
+        raise ConfigError(f"{where}.{unknown[0]}: unknown rubric setting (declared: {known})")
+    values: dict[str, Scalar] = {}
+    for name, setting in declared.items():
+        if name in given:
+            values[name] = _typed(setting, given[name], f"{where}.{name}")
+        elif setting.default is not None:
+            values[name] = setting.default
+        else:
+            raise ConfigError(f"{where}.{name}: missing (the rubric declares it without a default)")
+    return values
+
+
+def _typed(setting: RubricSetting, value: Scalar, where: str) -> Scalar:
+    """The value as the declared type; an int is a fine float, anything else of another type is an error."""
+    wanted = _SETTING_TYPES[setting.type]
+    if wanted is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not wanted:
+        raise ConfigError(f"{where}: expected {setting.type}, got {value!r}")
+    return value
 
 
 def _first_problem(exc: ValidationError) -> str:

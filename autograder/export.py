@@ -38,6 +38,7 @@ class ExportReport:
     not_graded: list[str] = field(default_factory=list)  # in the worksheet, no verdict (pending, error, draft)
     unknown: list[str] = field(default_factory=list)  # rows with no participant of this task
     feedback_files: list[str] = field(default_factory=list)
+    provisional: list[str] = field(default_factory=list)  # verdicts left out because they are provisional
 
 
 @dataclass
@@ -49,8 +50,12 @@ class _Teams:
 
 
 def export_worksheet(config: Config, task: TaskConfig, engine: Engine, worksheet: Path, out: Path,
-                     feedback_zip: Path | None = None) -> ExportReport:
-    """Fill `worksheet` with the task's verdicts and feedback, write it to `out` (and the feedback ZIP)."""
+                     feedback_zip: Path | None = None, include_provisional: bool = False) -> ExportReport:
+    """Fill `worksheet` with the task's verdicts and feedback, write it to `out` (and the feedback ZIP).
+
+    Only final verdicts become grades: `error` never does, and a provisional one (graded in fast mode) only
+    with `include_provisional`; the rows left out are counted in the report.
+    """
     sheet = read_worksheet(worksheet)
     headers = config.moodle
     sheet.require(headers.identifier_header, headers.grade_header, headers.modified_header)
@@ -66,6 +71,9 @@ def export_worksheet(config: Config, task: TaskConfig, engine: Engine, worksheet
             continue
         if result.status == "draft" or result.verdict == "pending":
             report.not_graded.append(number)
+            continue
+        if result.provisional and not include_provisional:
+            report.provisional.append(number)
             continue
         grade = _grade(config, sheet, row, result)
         if grade is None:

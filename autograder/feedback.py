@@ -9,9 +9,11 @@ from __future__ import annotations
 import html
 
 from autograder.config import Config, TaskConfig
+from autograder.criteria import State
 from autograder.record import ParticipantResult
 
 VERDICT_WORDS = {"pass": "erfolgreich bearbeitet", "fail": "nicht erfolgreich bearbeitet"}
+STATE_WORDS = {State.PASS: "✔ erfüllt", State.FAIL: "✘ nicht erfüllt", State.ERROR: "– nicht geprüft"}
 
 
 def feedback_html(config: Config, task: TaskConfig, result: ParticipantResult) -> str:
@@ -19,17 +21,25 @@ def feedback_html(config: Config, task: TaskConfig, result: ParticipantResult) -
     verdict = VERDICT_WORDS.get(result.verdict, "nicht bewertet")
     scale = {"pass": config.scale.passed, "fail": config.scale.failed}.get(result.verdict, verdict)
     parts = [f"<p><strong>{_e(task.title)}: {_e(scale)}</strong></p>"]
-    if result.override_author:
+    if result.overridden:
         parts.append(f"<p>Die Bewertung wurde von der Betreuung angepasst: {_e(result.override_reason)}</p>")
-    failed = [c for c in result.criteria if not c.passed and c.message]
+    failed = [c for c in result.criteria if c.state is State.FAIL and c.message and c.required]
+    # Advice (not part of the task's pass condition) never decides the verdict, but the student reads it apart.
+    advice = [c for c in result.criteria if c.state is State.FAIL and c.message and not c.required]
     if result.verdict == "error":
         parts.append("<p>Ihre Abgabe konnte nicht automatisch geprüft werden. Bitte wenden Sie sich an die "
                      "Betreuung.</p>")
+        if result.problem:
+            parts.append(f"<p>{_e(result.problem)}</p>")
     if failed:
-        items = "".join(f"<li><strong>{_e(c.title)}</strong>: {_e(c.message)}</li>" for c in failed)
+        items = "".join(f"<li><strong>{_e(c.title)}</strong>: {_lines(c.message)}</li>" for c in failed)
         parts.append(f"<p>Nicht erfüllt:</p><ul>{items}</ul>")
     elif result.verdict == "pass":
-        parts.append("<p>Alle Kriterien sind erfüllt.</p>")
+        parts.append("<p>Alle verlangten Kriterien sind erfüllt.</p>" if advice else
+                     "<p>Alle Kriterien sind erfüllt.</p>")
+    if advice:
+        items = "".join(f"<li><strong>{_e(c.title)}</strong>: {_lines(c.message)}</li>" for c in advice)
+        parts.append(f"<p>Hinweise (für die Bewertung nicht entscheidend):</p><ul>{items}</ul>")
     passed = [c for c in result.criteria if c.passed]
     if passed:
         items = "".join(f"<li>{_e(c.title)}</li>" for c in passed)
@@ -42,8 +52,8 @@ def feedback_html(config: Config, task: TaskConfig, result: ParticipantResult) -
 def feedback_page(config: Config, task: TaskConfig, result: ParticipantResult, name: str) -> str:
     """A whole German HTML page for the feedback ZIP: every criterion with its result and message."""
     rows = "".join(
-        f"<tr><td>{'✔ erfüllt' if c.passed else '✘ nicht erfüllt'}</td><td>{_e(c.title)}"
-        f"{'' if c.required else ' (Hinweis)'}</td><td>{_e(c.message)}</td></tr>\n"
+        f"<tr><td>{STATE_WORDS[c.state]}</td><td>{_e(c.title)}"
+        f"{'' if c.required else ' (Hinweis)'}</td><td>{_lines(c.message)}</td></tr>\n"
         for c in result.criteria
     )
     table = (
@@ -62,3 +72,8 @@ def feedback_page(config: Config, task: TaskConfig, result: ParticipantResult, n
 
 def _e(text: str) -> str:
     return html.escape(text, quote=False)
+
+
+def _lines(text: str) -> str:
+    """A message escaped, its line breaks kept (Moodle shows the feedback as HTML, where newlines vanish)."""
+    return "<br>".join(_e(line) for line in text.strip().splitlines())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Callable
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from autograder.check import Judgement, SubmittedNotebook, judge, rubric_hash
+from autograder.check import Judgement, SubmittedNotebook, grader_fault, judge, rubric_hash
 from autograder.config import Config, TaskConfig, fingerprint
 from autograder.execute import ExecutionOutcome, Executor, NotebookRun
 from autograder.placement import Placer
@@ -39,6 +40,7 @@ class Pending:
     submission_id: int
     runs: dict[str, NotebookRun | None]  # notebook id -> run (None: not handed in)
     grading_key: str
+    problem: str = ""  # why the upload is unusable (German, from the import), if it is
 
 
 @dataclass
@@ -46,6 +48,11 @@ class GradeSummary:
     graded: int = 0
     skipped: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # participants whose grading met a fault of the grader
+
+    @property
+    def with_errors(self) -> bool:
+        return bool(self.errors)
 
 
 @dataclass
@@ -78,7 +85,7 @@ def grade_task(
     if not pending:
         return summary
 
-    placements = [placer.place(task, nb) for nb in task.notebooks]
+    placements = [placer.place(task, nb) for nb in task.parts()]
     provisional = any(p.provisional for p in placements)
     backends = "+".join(sorted({p.sandbox.name for p in placements}))
     runtimes = "+".join(sorted({p.sandbox.runtime_id() for p in placements}))
@@ -90,10 +97,10 @@ def grade_task(
 
     def work(item: Pending) -> tuple[Pending, Judgement, dict[str, int], object]:
         slot = slots.get()
+        started = utcnow()
+        executions: dict[str, int] = {}
         try:
-            started = utcnow()
             callbacks.on_submission_start(item)
-            executions: dict[str, int] = {}
             submitted = []
             for notebook_id, run in item.runs.items():
                 if run is None:
@@ -102,9 +109,13 @@ def grade_task(
                 outcome, execution_id = _execute_cached(engine, executor, locks, run, slot, runs_root)
                 executions[notebook_id] = execution_id
                 submitted.append(SubmittedNotebook(notebook_id, run.notebook_file, outcome))
-            return item, judge(config, task, submitted), executions, started
+            judgement = judge(config, task, submitted, problem=item.problem)
+        except Exception as exc:  # a fault of the grader with this submission: `error`, and on to the next
+            detail = "".join(traceback.format_exception(exc))
+            judgement = Judgement("error", [grader_fault("grading", "Abgabe bewertet", detail)])
         finally:
             slots.put(slot)
+        return item, judgement, executions, started
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade") as pool:
         futures: list[Future] = [pool.submit(work, item) for item in pending]
@@ -112,15 +123,13 @@ def grade_task(
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
             for future in done:
-                if future.exception() is not None:
-                    for other in remaining:
-                        other.cancel()
-                    raise future.exception()  # a grader failure (rubric, sandbox): stop, keep what is recorded
                 item, judgement, executions, started = future.result()
                 record_run(engine, item.submission_id, item.grading_key, judgement, executions,
                            backends, runtimes, started, provisional=provisional)
                 summary.graded += 1
                 summary.verdicts[judgement.verdict] = summary.verdicts.get(judgement.verdict, 0) + 1
+                if judgement.has_fault:
+                    summary.errors.append(item.participant)
                 callbacks.on_submission_done(item, judgement)
     sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))
     return summary
@@ -145,7 +154,8 @@ def _plan(config: Config, task: TaskConfig, engine: Engine, executor: Executor,
             runs = _notebook_runs(config, task, submission, list(files))
             keys = {nid: executor.key(run) if run else None for nid, run in runs.items()}
             key = fingerprint(keys, rubric, task.model_dump(mode="json"))
-            plan.append(Pending(participant.moodle_id, participant.name, submission.id, runs, key))
+            quarantined = submission.problem if not files else ""  # imported without files: unusable upload
+            plan.append(Pending(participant.moodle_id, participant.name, submission.id, runs, key, quarantined))
     return plan
 
 
@@ -156,12 +166,16 @@ def _notebook_runs(config: Config, task: TaskConfig, submission: Submission,
     # Files that travel with every notebook: whatever the student uploaded besides notebooks.
     companions = tuple(folder / f.path for f in files if not f.path.lower().endswith(".ipynb"))
     runs: dict[str, NotebookRun | None] = {}
-    for notebook in task.notebooks:
-        found = notebooks.get(notebook.id)
-        runs[notebook.id] = None if found is None else NotebookRun(
-            task=task, notebook=notebook, notebook_file=folder / found.path,
-            companions=companions, base=folder,
-        )
+    for notebook in task.parts():
+        found = notebooks.get(notebook.id) if notebook.file else None  # a repository alone runs no notebook
+        if found is not None:
+            runs[notebook.id] = NotebookRun(task=task, notebook=notebook, notebook_file=folder / found.path,
+                                            companions=companions, base=folder)
+        elif notebook.facts and companions:  # the repository is measured with or without the notebook
+            runs[notebook.id] = NotebookRun(task=task, notebook=notebook, notebook_file=None,
+                                            companions=companions, base=folder)
+        else:
+            runs[notebook.id] = None
     return runs
 
 

@@ -15,7 +15,11 @@ from sqlalchemy import UniqueConstraint, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine
 
+from autograder.criteria import Criterion, State
 from autograder.errors import ConfigError
+
+# Bumped whenever a table changes shape; a database of another version is refused with one line, not misread.
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -87,6 +91,8 @@ class Execution(SQLModel, table=True):
     message: str = ""
     wall_seconds: float
     memory_peak_mb: Optional[float] = None
+    limits: str = Field(default="", description="The limits in force and what enforced them (JSON: limits, "
+                        "memory_mb, pids, cpus, uid), as the sandbox reported them.")
     folder: str = Field(description="Output folder relative to the runs root.")
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -117,7 +123,7 @@ class RunExecution(SQLModel, table=True):
 
 
 class CriterionResult(SQLModel, table=True):
-    """One criterion of a run: passed or not, the German message for the student, staff-only detail."""
+    """One criterion of a run, stored as autograder.criteria.Criterion has it (state pass/fail/error)."""
 
     id: Optional[int] = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
@@ -125,19 +131,35 @@ class CriterionResult(SQLModel, table=True):
     notebook_id: str = ""
     title: str = ""
     required: bool = True
-    passed: bool
+    state: str = Field(description="pass | fail | error (autograder.criteria.State).")
     message: str = ""
     detail: str = ""
 
+    @classmethod
+    def of(cls, run_id: int, criterion: Criterion) -> "CriterionResult":
+        return cls(run_id=run_id, criterion=criterion.id, notebook_id=criterion.notebook_id, title=criterion.title,
+                   required=criterion.required, state=criterion.state.value, message=criterion.message,
+                   detail=criterion.detail)
+
+    def to_criterion(self) -> Criterion:
+        return Criterion(id=self.criterion, notebook_id=self.notebook_id, title=self.title, required=self.required,
+                         state=State(self.state), message=self.message, detail=self.detail)
+
 
 class Override(SQLModel, table=True):
-    """A TA's decision that replaces the automatic verdict of a submission, with the reason."""
+    """A TA's decision about a participant's verdict, with the reason; rows are only ever added.
+
+    It is made on one submission (`submission_id`) but belongs to the participant: it keeps applying to later
+    uploads until a TA confirms it (a new row on the newer submission) or clears it (verdict "cleared").
+    """
 
     id: Optional[int] = Field(default=None, primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", index=True)
     submission_id: int = Field(foreign_key="submission.id", index=True)
-    verdict: str
+    verdict: str = Field(description="pass | fail | cleared")
     reason: str
     author: str
+    replaced: str = Field(default="", description="The verdict in force when the override was made.")
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -150,10 +172,27 @@ def open_database(url: str) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
+        _check_schema_version(engine, url)
         SQLModel.metadata.create_all(engine)
+    except ConfigError:
+        raise
     except Exception as exc:
         raise ConfigError(f"database {url!r} cannot be opened: {exc}".splitlines()[0]) from exc
     return engine
+
+
+def _check_schema_version(engine: Engine, url: str) -> None:
+    """Stamp a new SQLite database with SCHEMA_VERSION; refuse one written by another version of the grader."""
+    if not url.startswith("sqlite"):
+        return
+    with engine.begin() as connection:
+        version = connection.exec_driver_sql("PRAGMA user_version").scalar()
+        tables = connection.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type='table'").scalar()
+        if tables and version != SCHEMA_VERSION:
+            raise ConfigError(f"database {url!r} was written by another version of the grader (schema "
+                              f"{version}, this one needs {SCHEMA_VERSION}): import into a new database")
+        if not tables:
+            connection.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _sqlite_pragmas(connection, _record) -> None:

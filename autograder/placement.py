@@ -4,7 +4,8 @@ Each notebook names a runtime (grader.toml [runtimes], `cpu` or `gpu`). A runtim
 (a GPU host runs `gpu` notebooks in podman or docker with the GPU device); otherwise the default backend
 ([sandbox].backend, or `grader grade --backend`) runs it. A `gpu` notebook with no GPU-capable backend runs
 only if its task allows the fast CPU mode, and its verdict is then provisional: a CPU in fast mode checks
-that the work runs, not what a full training reaches.
+that the work runs, not what a full training reaches. A backend that cannot enforce the limits refuses to be
+built unless weak limits are allowed (`grader grade --allow-weak-limits`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class Placer:
     """Chooses a Placement per notebook; builds each backend once and shares it between workers."""
 
     def __init__(self, config: Config, backend: str | None = None, fast_mode: bool | None = None,
-                 uid_base: int | None = None) -> None:
+                 uid_base: int | None = None, allow_weak_limits: bool = False) -> None:
         self.config = config
+        self.allow_weak_limits = allow_weak_limits  # grade where cgroups cannot hold the limits (runs are marked)
         self.uid_base = uid_base or config.sandbox.uid
         self.default_backend = backend or config.sandbox.backend
         self.fast_mode = fast_mode
@@ -64,7 +66,7 @@ class Placer:
         with self._lock:
             key = (backend, name if backend in CONTAINER_BACKENDS else "")
             if key not in self._sandboxes:
-                options: dict = {"uid_base": self.uid_base}
+                options: dict = {"uid_base": self.uid_base, "allow_weak_limits": self.allow_weak_limits}
                 if backend in CONTAINER_BACKENDS:
                     options.update(image=runtime.image, rootfs=runtime.rootfs)
                 self._sandboxes[key] = get_sandbox(backend, **options)

@@ -10,6 +10,7 @@ goes to auto_score (1 = pass, 0 = fail), a TA's override to manual_score (which 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from autograder.check import Judgement
-from autograder.errors import GradebookError
+from autograder.criteria import Criterion, State
+from autograder.errors import GraderError, GradebookError
 from autograder.execute import ExecutionOutcome
 from autograder.nbgrader_support import nbgrader_environment
 from autograder.models import (
@@ -47,7 +49,8 @@ def record_execution(engine: Engine, outcome: ExecutionOutcome, notebook_id: str
             key=outcome.key, notebook_id=notebook_id, notebook_sha256=notebook_sha, backend=backend,
             runtime=runtime, exit_reason=outcome.reason.value, runner_status=outcome.runner_status,
             message=outcome.message[:2000], wall_seconds=outcome.wall_seconds,
-            memory_peak_mb=outcome.memory_peak_mb, folder=str(outcome.folder.relative_to(runs_root)),
+            memory_peak_mb=outcome.memory_peak_mb, limits=json.dumps(_limits_in_force(outcome.folder)),
+            folder=str(outcome.folder.relative_to(runs_root)),
         )
         session.add(execution)
         session.commit()
@@ -55,10 +58,24 @@ def record_execution(engine: Engine, outcome: ExecutionOutcome, notebook_id: str
         return execution
 
 
+def _limits_in_force(folder: Path) -> dict:
+    """What the sandbox reported about the limits it enforced (execution.json's "sandbox"), or {}."""
+    try:
+        summary = json.loads((folder / "execution.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    sandbox = summary.get("sandbox") if isinstance(summary, dict) else None
+    return sandbox if isinstance(sandbox, dict) else {}
+
+
 def has_run(engine: Engine, submission_id: int, grading_key: str) -> bool:
+    """Whether the submission has a result for this key; a run with a grader fault is tried again (the fault
+    may be gone), one that is `error` because nothing usable was uploaded is not."""
+    faulty = select(CriterionResult.run_id).where(CriterionResult.state == State.ERROR.value)
     with Session(engine) as session:
         return session.exec(
-            select(Run.id).where(Run.submission_id == submission_id, Run.grading_key == grading_key)
+            select(Run.id).where(Run.submission_id == submission_id, Run.grading_key == grading_key,
+                                 Run.id.not_in(faulty))
         ).first() is not None
 
 
@@ -81,33 +98,35 @@ def record_run(engine: Engine, submission_id: int, grading_key: str, judgement: 
         session.flush()
         for notebook_id, execution_id in executions.items():
             session.add(RunExecution(run_id=run.id, execution_id=execution_id, notebook_id=notebook_id))
-        for c in judgement.criteria:
-            session.add(CriterionResult(
-                run_id=run.id, criterion=c.criterion, notebook_id=c.notebook_id, title=c.title,
-                required=c.required, passed=c.passed, message=c.message, detail=c.detail,
-            ))
+        for criterion in judgement.criteria:
+            session.add(CriterionResult.of(run.id, criterion))
         session.commit()
         session.refresh(run)
         return run
 
 
-def record_override(engine: Engine, submission_id: int, verdict: str, reason: str, author: str) -> Override:
-    """Store a TA's override of a submission's verdict."""
+def record_override(engine: Engine, task: str, participant: str, verdict: str, reason: str,
+                    author: str) -> Override:
+    """Store a TA's decision about a participant's current submission: pass, fail, or cleared.
+
+    The verdict it replaces is kept with it. An override keeps applying to later submissions of the
+    participant until a TA confirms it on the newer one (records it again) or clears it.
+    """
     with Session(engine) as session:
-        override = Override(submission_id=submission_id, verdict=verdict, reason=reason, author=author)
+        found = session.exec(
+            select(Participant, Submission).join(Submission, Submission.participant_id == Participant.id)
+            .where(Participant.task == task, Participant.moodle_id == participant, Submission.current == True)  # noqa: E712
+        ).first()
+        if found is None:
+            raise GraderError(f"task {task}: no participant {participant}")
+        participant_row, submission = found
+        standing = _standing(session, participant_row, submission)
+        override = Override(participant_id=participant_row.id, submission_id=submission.id, verdict=verdict,
+                            reason=reason, author=author, replaced=standing.verdict)
         session.add(override)
         session.commit()
         session.refresh(override)
         return override
-
-
-@dataclass(frozen=True)
-class CriterionView:
-    id: str
-    title: str
-    required: bool
-    passed: bool
-    message: str
 
 
 @dataclass(frozen=True)
@@ -121,40 +140,63 @@ class ParticipantResult:
     verdict: str  # pass | fail | error | pending (the override's, if there is one)
     automatic_verdict: str
     provisional: bool
-    criteria: tuple[CriterionView, ...]
+    criteria: tuple[Criterion, ...]
+    problem: str = ""  # why the upload could not be graded (German), from the import
     override_reason: str = ""
     override_author: str = ""
+    override_stale: bool = False  # the override was made on an earlier submission and not yet confirmed
     graded_at: datetime | None = None
+    limits: tuple[dict, ...] = ()  # per execution of the run: notebook id and the limits in force
+
+    @property
+    def overridden(self) -> bool:
+        return bool(self.override_author)
+
+    @property
+    def override_disputed(self) -> bool:
+        """The newest automatic verdict disagrees with the override in force (a TA should look again)."""
+        return self.overridden and self.automatic_verdict in ("pass", "fail") and self.automatic_verdict != self.verdict
 
 
 def current_results(engine: Engine, task: str) -> list[ParticipantResult]:
     """Every participant of the task with their current submission's latest result, by participant id."""
-    results = []
     with Session(engine) as session:
         rows = session.exec(
             select(Participant, Submission).join(Submission, Submission.participant_id == Participant.id)
             .where(Participant.task == task, Submission.current == True)  # noqa: E712
         ).all()
-        for participant, submission in rows:
-            run = session.exec(select(Run).where(Run.submission_id == submission.id)
-                               .order_by(Run.finished_at.desc(), Run.id.desc())).first()
-            override = session.exec(select(Override).where(Override.submission_id == submission.id)
-                                    .order_by(Override.id.desc())).first()
-            criteria: tuple[CriterionView, ...] = ()
-            if run is not None:
-                rows_ = session.exec(select(CriterionResult).where(CriterionResult.run_id == run.id)
-                                     .order_by(CriterionResult.id)).all()
-                criteria = tuple(CriterionView(c.criterion, c.title, c.required, c.passed, c.message) for c in rows_)
-            automatic = run.verdict if run else "pending"
-            results.append(ParticipantResult(
-                participant=participant.moodle_id, name=participant.name, email=participant.email,
-                status=submission.status, verdict=override.verdict if override else automatic,
-                automatic_verdict=automatic, provisional=bool(run and run.provisional), criteria=criteria,
-                override_reason=override.reason if override else "",
-                override_author=override.author if override else "",
-                graded_at=run.finished_at if run else None,
-            ))
+        results = [_standing(session, participant, submission) for participant, submission in rows]
     return sorted(results, key=lambda r: (len(r.participant), r.participant))
+
+
+def _standing(session: Session, participant: Participant, submission: Submission) -> ParticipantResult:
+    run = session.exec(select(Run).where(Run.submission_id == submission.id)
+                       .order_by(Run.finished_at.desc(), Run.id.desc())).first()
+    criteria: tuple[Criterion, ...] = ()
+    if run is not None:
+        stored = session.exec(select(CriterionResult).where(CriterionResult.run_id == run.id)
+                              .order_by(CriterionResult.id)).all()
+        criteria = tuple(row.to_criterion() for row in stored)
+    automatic = run.verdict if run else "pending"
+    limits = () if run is None else tuple(
+        {"notebook_id": link.notebook_id, **(json.loads(execution.limits) if execution.limits else {})}
+        for link, execution in session.exec(
+            select(RunExecution, Execution).join(Execution, Execution.id == RunExecution.execution_id)
+            .where(RunExecution.run_id == run.id).order_by(RunExecution.notebook_id)).all()
+    )
+    override = session.exec(select(Override).where(Override.participant_id == participant.id)
+                            .order_by(Override.id.desc())).first()
+    if override is not None and override.verdict == "cleared":
+        override = None
+    return ParticipantResult(
+        participant=participant.moodle_id, name=participant.name, email=participant.email,
+        status=submission.status, verdict=override.verdict if override else automatic,
+        automatic_verdict=automatic, provisional=bool(run and run.provisional and not override),
+        criteria=criteria, problem=submission.problem,
+        override_reason=override.reason if override else "", override_author=override.author if override else "",
+        override_stale=bool(override and override.submission_id != submission.id),
+        graded_at=run.finished_at if run else None, limits=limits,
+    )
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from autograder.capture import Figure
+from autograder.criteria import INTERNAL_ERROR_MESSAGE, Criterion, State
 
-INTERNAL_ERROR_MESSAGE = "Dieses Kriterium konnte wegen eines internen Fehlers nicht geprüft werden."
 NOT_CHECKED_MESSAGE = "Nicht geprüft, weil das Notebook fehlt oder nicht ausgeführt werden konnte."
 
 
@@ -57,6 +57,8 @@ class NotebookResult:
     executed: dict[str, Any] | None = None
     figures: list[Figure] = field(default_factory=list)
     probe: dict[str, Any] = field(default_factory=dict)
+    # facts.json: what the grader's own facts command measured ({"measured", "message", "facts"}), or {}.
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, notebook_id: str, entry: dict[str, Any]) -> "NotebookResult":
@@ -68,6 +70,7 @@ class NotebookResult:
         result.executed = _read_json(folder / "executed.ipynb", None)
         result.figures = [Figure(**f) for f in _read_json(folder / "figures.json", [])]
         result.probe = _read_json(folder / "probe.json", {})
+        result.facts = _read_json(folder / "facts.json", {})
         return result
 
     @property
@@ -77,11 +80,12 @@ class NotebookResult:
 
     @property
     def cells(self) -> list[dict[str, Any]]:
-        """The student's cells as uploaded: the grader's probe and papermill's injected parameters left out."""
+        """The student's cells as uploaded: the cells the grader inserted (papermill's parameters, the probe) left
+        out by the indices execution.json records, never by a tag (an upload can carry any tag)."""
         if not self.executed:
             return []
-        added = {"grader-probe", "injected-parameters"}
-        return [c for c in self.executed["cells"] if not added & set(c.get("metadata", {}).get("tags", []))]
+        inserted = set((self.execution.get("grader_cells") or {}).values())
+        return [c for i, c in enumerate(self.executed["cells"]) if i not in inserted]
 
     def code(self) -> str:
         """The source of every code cell, joined (for checks like 'DBSCAN is called somewhere')."""
@@ -162,7 +166,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "notebook(id): the task notebook a rubric file checks")
-    config.addinivalue_line("markers", "criterion(id, required=True): a criterion's id and whether it must pass")
+    config.addinivalue_line("markers", "criterion(id, required=True): a criterion's id and whether it must pass "
+                            "(grader.toml's [tasks.X.criteria] marking wins; see autograder.check.marked)")
     if config.getoption("--grader-report"):
         config.pluginmanager.register(_Reporter(Path(config.getoption("--grader-report"))), "grader-reporter")
 
@@ -231,43 +236,53 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     entry = _manifest(item.config)["notebooks"].get(notebook_id)
     if entry is None:
         raise pytest.UsageError(f"{item.nodeid}: notebook {notebook_id!r} is not a notebook of this task")
-    if not entry.get("folder") or not (Path(entry["folder"]) / "executed.ipynb").exists():
+    folder = Path(entry["folder"]) if entry.get("folder") else None
+    # A test that reads only what the grader's facts command measured needs no executed notebook (task 3's
+    # repository is judged with or without one); a test that asks for `nb` does.
+    facts_only = folder is not None and (folder / "facts.json").exists() and "nb" not in item.fixturenames
+    if folder is None or not ((folder / "executed.ipynb").exists() or facts_only):
         pytest.skip("notebook unavailable")
 
 
 class _Reporter:
-    """Collects one result per criterion and writes them as JSON when the session ends."""
+    """Collects one Criterion per rubric test and writes them as JSON when the session ends.
+
+    A failed assertion (or pytest.fail) is the student's fail, with its message; any other exception, in the
+    test or in a fixture, is the rubric's own fault: the criterion is `error`, the traceback kept for staff.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, Criterion] = {}
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            criterion, required = criterion_of(item)
-            notebook_id = _notebook_of(item)
-            entry = {
-                "criterion": f"{notebook_id}.{criterion}",
-                "notebook_id": notebook_id,
-                "title": (item.obj.__doc__ or "").strip().splitlines()[0] if getattr(item, "obj", None) and item.obj.__doc__ else criterion,
-                "required": required,
-                "passed": report.passed,
-                "message": "",
-                "detail": "",
-            }
-            if report.skipped:
-                entry.update(passed=False, message=NOT_CHECKED_MESSAGE, detail="skipped: notebook unavailable")
-            elif report.failed and call.excinfo is not None:
-                # An assert's message, or pytest.fail("..."), is the German text for the student.
-                if call.excinfo.errisinstance((AssertionError, pytest.fail.Exception)) and str(call.excinfo.value).strip():
-                    entry["message"] = str(call.excinfo.value).strip()
-                else:
-                    entry["message"] = INTERNAL_ERROR_MESSAGE
-                entry["detail"] = "".join(traceback.format_exception(call.excinfo.value))[-4000:]
-            self.results[entry["criterion"]] = entry
+            criterion = _criterion(item, report, call)
+            self.results[criterion.id] = criterion
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.path.write_text(json.dumps(list(self.results.values()), ensure_ascii=False), encoding="utf-8")
+        entries = [c.model_dump(mode="json") for c in self.results.values()]
+        self.path.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+
+
+def _criterion(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo) -> Criterion:
+    name, required = criterion_of(item)
+    notebook_id = _notebook_of(item)
+    doc = (getattr(item, "obj", None).__doc__ or "").strip() if getattr(item, "obj", None) else ""
+    state, message, detail = State.PASS, "", ""
+    if report.skipped:
+        state, message, detail = State.FAIL, NOT_CHECKED_MESSAGE, "skipped: notebook unavailable"
+    elif report.failed and call.excinfo is not None:
+        detail = "".join(traceback.format_exception(call.excinfo.value))[-4000:]
+        student_fail = call.excinfo.errisinstance((AssertionError, pytest.fail.Exception))
+        if student_fail and str(call.excinfo.value).strip():
+            state, message = State.FAIL, str(call.excinfo.value).strip()
+        else:  # the rubric raised, or asserted without a message for the student: not the student's fault
+            state, message = State.ERROR, INTERNAL_ERROR_MESSAGE
+    elif report.failed:
+        state, message, detail = State.ERROR, INTERNAL_ERROR_MESSAGE, str(report.longrepr)[-4000:]
+    return Criterion(id=f"{notebook_id}.{name}", notebook_id=notebook_id, title=doc.splitlines()[0] if doc else name,
+                     required=required, state=state, message=message, detail=detail)

@@ -4,7 +4,8 @@
 #   runtimes/build.sh REGISTRY/PREFIX [cpu|gpu ...]      e.g. runtimes/build.sh ghcr.io/wwa-pyml/notebook-grader
 #
 # ENGINE=podman|docker (default: docker if present, else podman). Run from anywhere; the build context is the
-# repository root (Dockerfiles COPY requirements.lock, pyproject.toml and autograder/ from it).
+# repository root (Dockerfiles COPY requirements.lock from it; no grader code goes into an image: the in-sandbox
+# runner is mounted into each run by autograder/execute.py).
 set -eu
 prefix=${1:?usage: runtimes/build.sh REGISTRY/PREFIX [cpu|gpu ...]}
 shift

@@ -124,6 +124,30 @@ def moodle_zip(path: Path, submissions: dict[str, dict[str, str | bytes]], names
     return path
 
 
+def clone_bundle(bundle: Path, target: Path) -> Path:
+    """A working copy of one of our own, trusted solution bundles (git never runs on student data on the host)."""
+    import subprocess
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(target.parent), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+    subprocess.run(["git", "clone", "-q", str(bundle), str(target)], env=env, check=True, capture_output=True)
+    subprocess.run(["git", "remote", "remove", "origin"], cwd=target, env=env, check=True, capture_output=True)
+    return target
+
+
+def zipped(folder: Path) -> bytes:
+    """A folder as the ZIP a team uploads (with .git, when the folder holds one)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
 def sandbox_processes(uid_from: int, uid_to: int) -> list[int]:
     """PIDs of live processes running as a sandbox uid in [uid_from, uid_to)."""
     found = []

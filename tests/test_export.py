@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import io
 
 from conftest import moodle_zip, notebook
+
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
 
 HEADER = ('Identifier,"Full name","Email address",Status,Grade,Scale,"Grade can be changed",'
           '"Last modified (submission)","Last modified (grade)","Feedback comments"')

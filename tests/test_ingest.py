@@ -1,4 +1,4 @@
-"""grader import: a Moodle ZIP goes in whole, or not at all, with one line saying why."""
+"""grader import: a Moodle ZIP goes in whole or not at all; only a participant's own broken upload is quarantined."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_imports_participants_files_and_hashes(sandboxcheck, tmp_path):
 def _zip_with(tmp_path, name: str, content: bytes = b"x", *, symlink: bool = False, flag: int = 0,
               good: bool = True, compress: int = zipfile.ZIP_DEFLATED):
     path = tmp_path / "bad.zip"
-    with zipfile.ZipFile(path, "w", compress) as zf:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         if good:
             zf.writestr("Anna Berg_1111111_assignsubmission_file/check.ipynb", NB)
         info = zipfile.ZipInfo(name)
@@ -86,10 +86,9 @@ def _set_flag(path, name: bytes, flag: int) -> None:
      "member 'Eve Evil_2222222_assignsubmission_file/../../escape.ipynb' leaves the archive folder ('..')"),
     (lambda t: _zip_with(t, "Eve Evil_2222222_assignsubmission_file/link.ipynb", b"/etc/shadow", symlink=True),
      "member 'Eve Evil_2222222_assignsubmission_file/link.ipynb' is a symbolic link"),
-    (lambda t: _zip_with(t, "Eve Evil_2222222_assignsubmission_file/bomb.ipynb", b"\0" * (300 * 1024 * 1024)),
-     "member 'Eve Evil_2222222_assignsubmission_file/bomb.ipynb' unpacks to 314572800 bytes (limit 209715200)"),
-    (lambda t: _zip_with(t, "Eve Evil_2222222_assignsubmission_file/ratio.ipynb", b"\0" * (50 * 1024 * 1024)),
-     "member 'Eve Evil_2222222_assignsubmission_file/ratio.ipynb' is compressed 1028:1 (ZIP bomb?)"),
+    (lambda t: _zip_with(t, "Eve Evil_2222222_assignsubmission_file/packed.ipynb", compress=zipfile.ZIP_BZIP2),
+     "member 'Eve Evil_2222222_assignsubmission_file/packed.ipynb' uses compression method 12 (Moodle writes "
+     "stored or deflated members)"),
     (lambda t: _zip_with(t, "Eve Evil_2222222_assignsubmission_file/secret.ipynb", flag=0x1),
      "member 'Eve Evil_2222222_assignsubmission_file/secret.ipynb' is encrypted"),
     (lambda t: _zip_with(t, "notes/readme.txt"), "member 'notes/readme.txt' is not in Moodle's naming scheme"),
@@ -98,7 +97,7 @@ def _set_flag(path, name: bytes, flag: int) -> None:
      "'Name_1234567_assignsubmission_file/...')"),
 ])
 def test_bad_archive_imports_nothing(sandboxcheck, tmp_path, build, message):
-    """One unsafe or foreign member rejects the whole ZIP: one line, exit 4, no files, no rows."""
+    """A member Moodle never writes rejects the whole ZIP: one line, exit 4, no files, no rows."""
     result = sandboxcheck.cli("import", "sandboxcheck", build(tmp_path))
     assert result.exit_code == 4
     assert result.stderr.strip() == f"error: bad.zip: {message}"
@@ -228,6 +227,7 @@ def test_team_submissions_record_members(sandboxcheck, tmp_path):
     assert teams["0"]["name"] == "Default group" and teams["0"]["members"] == "1000003:Ohne Gruppe"
 
 
+@pytest.mark.sandbox
 def test_drafts_are_reported_and_not_graded(sandboxcheck, tmp_path):
     """A worksheet 'Draft (not submitted)' row is imported as a draft, reported, and skipped by grade."""
     archive = moodle_zip(tmp_path / "m.zip", {"1000001": {"check.ipynb": NB}})
@@ -245,12 +245,13 @@ def test_drafts_are_reported_and_not_graded(sandboxcheck, tmp_path):
 # --- A ZIP inside the submission ----------------------------------------------------------------------------
 
 
-def _zip_bytes(members: dict[str, bytes | str], *, symlink: str | None = None) -> bytes:
+def _zip_bytes(members: dict[str, bytes | str], *, symlink: str | None = None,
+               compress: int = zipfile.ZIP_DEFLATED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buffer, "w", compress) as zf:
         for name, content in members.items():
             info = zipfile.ZipInfo(name)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = compress
             if name == symlink:
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16
             zf.writestr(info, content)
@@ -282,32 +283,174 @@ def _encrypted_inner() -> bytes:
     return bytes(path_bytes)
 
 
-@pytest.mark.parametrize("inner, message", [
-    (lambda: _zip_bytes({"../../escape.py": "x"}), "member '../../escape.py' leaves the archive folder ('..')"),
-    (lambda: _zip_bytes({"/etc/cron.d/x": "x"}), "member '/etc/cron.d/x' has an absolute path"),
-    (lambda: _zip_bytes({"link": "/etc/shadow"}, symlink="link"), "member 'link' is a symbolic link"),
-    (_encrypted_inner, "member 'secret.ipynb' is encrypted"),
-    (lambda: _zip_bytes({"bomb.bin": b"\0" * (50 * 1024 * 1024)}), "member 'bomb.bin' is compressed 1028:1 (ZIP bomb?)"),
-    (lambda: b"PK\x03\x04 this is not really a zip", "not a readable ZIP archive (File is not a zip file)"),
-])
-def test_bad_nested_zip_rejects_the_import(sandboxcheck, tmp_path, inner, message):
-    """An unsafe ZIP inside a submission rejects everything, naming the participant and the member."""
-    archive = moodle_zip(tmp_path / "bad.zip", {"1111111": {"check.ipynb": NB}, "2222222": {"repo.zip": inner()}})
-    result = sandboxcheck.cli("import", "sandboxcheck", archive)
-    assert result.exit_code == 4
-    assert result.stderr.strip() == f"error: bad.zip: participant 2222222, repo.zip: {message}"
-    assert _files(sandboxcheck) == [] and _rows(sandboxcheck, "participant") == 0
+def _damaged_inner() -> bytes:
+    """A student's ZIP whose member fails its CRC (a broken upload, not a broken Moodle download)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("notes.txt", "unversehrt")
+    return buffer.getvalue().replace(b"unversehrt", b"beschaedig")
 
 
-def test_nested_zip_counts_against_the_archive_limits(sandboxcheck, tmp_path, monkeypatch):
-    """The member limit counts outer and inner files together."""
+def _quarantined(workspace) -> dict[str, tuple[str, int]]:
+    """participant id -> (problem, number of files) of the current submissions."""
+    with sqlite3.connect(workspace.root / "grader.db") as db:
+        rows = db.execute(
+            "SELECT p.moodle_id, s.problem, (SELECT COUNT(*) FROM submittedfile f WHERE f.submission_id = s.id) "
+            "FROM participant p JOIN submission s ON s.participant_id = p.id AND s.current").fetchall()
+    return {moodle_id: (problem, files) for moodle_id, problem, files in rows}
+
+
+def _mostly_zeros(size: int) -> bytes:
+    return b"\0" * size
+
+
+# participant id -> (what they uploaded, the staff line of the import, the German problem text)
+BROKEN_UPLOADS = {
+    "2000001": ({"repo.zip": b"PK\x03\x04 this is not really a zip"},
+                "repo.zip: not a readable ZIP archive (File is not a zip file)",
+                "Ihre ZIP-Datei „repo.zip“ ist beschädigt und konnte nicht entpackt werden. Bitte laden Sie sie "
+                "erneut hoch."),
+    "2000002": ({"repo.zip": _damaged_inner()},
+                "repo.zip: member 'notes.txt' is corrupt (Bad CRC-32 for file 'notes.txt')",
+                "Ihre ZIP-Datei „repo.zip“ ist beschädigt und konnte nicht entpackt werden. Bitte laden Sie sie "
+                "erneut hoch."),
+    "2000003": ({"repo.zip": _encrypted_inner()},
+                "repo.zip: member 'secret.ipynb' is encrypted",
+                "Ihre ZIP-Datei „repo.zip“ ist verschlüsselt (mit einem Passwort geschützt) und kann nicht entpackt "
+                "werden. Bitte laden Sie sie ohne Passwort erneut hoch."),
+    "2000004": ({"repo.zip": _zip_bytes({"check.ipynb": NB, "link": "/etc/shadow"}, symlink="link")},
+                "repo.zip: member 'link' is a symbolic link",
+                "Ihre Abgabe enthält eine symbolische Verknüpfung („link“). Bitte laden Sie statt der Verknüpfung die "
+                "Datei selbst hoch."),
+    "2000005": ({"repo.zip": _zip_bytes({"check.ipynb": NB, "bad\x07name.py": "x"})},
+                "repo.zip: member 'bad\\x07name.py': not a valid file name",
+                "Ihre Abgabe enthält einen ungültigen Dateinamen („bad?name.py“). Bitte benennen Sie die Datei um "
+                "(ohne Steuerzeichen, nicht zu lang) und laden Sie die Abgabe erneut hoch."),
+    "2000006": ({"repo.zip": _zip_bytes({"n" * 300 + ".py": "x"})},
+                f"repo.zip: member '{'n' * 300}.py': not a valid file name",
+                f"Ihre Abgabe enthält einen ungültigen Dateinamen („{'n' * 79}…“). Bitte benennen Sie die Datei um "
+                "(ohne Steuerzeichen, nicht zu lang) und laden Sie die Abgabe erneut hoch."),
+    "2000007": ({"repo.zip": _zip_bytes({"check.ipynb": NB, "../../escape.py": "x"})},
+                "repo.zip: member '../../escape.py' leaves the archive folder ('..')",
+                "Ihre ZIP-Datei „repo.zip“ enthält einen Pfad, der aus dem Ordner der Abgabe hinausführt "
+                "(„../../escape.py“). Bitte packen Sie nur den Ordner Ihrer Abgabe und laden Sie die ZIP-Datei "
+                "erneut hoch."),
+    "2000008": ({"repo.zip": _zip_bytes({"/etc/cron.d/x": "x"})},
+                "repo.zip: member '/etc/cron.d/x' has an absolute path",
+                "Ihre ZIP-Datei „repo.zip“ enthält einen Pfad, der aus dem Ordner der Abgabe hinausführt "
+                "(„/etc/cron.d/x“). Bitte packen Sie nur den Ordner Ihrer Abgabe und laden Sie die ZIP-Datei "
+                "erneut hoch."),
+    "2000009": ({"repo.zip": _zip_bytes({"check.ipynb": NB, "bomb.bin": _mostly_zeros(5 * 1024 * 1024)})},
+                "repo/bomb.bin: unpacks to 5242880 bytes, past the limit of 1048576 for one upload",
+                "Ihre Abgabe ist entpackt zu groß (mehr als 1 MB) und wurde nicht angenommen. Bitte laden Sie nur "
+                "die für die Aufgabe nötigen Dateien hoch."),
+    "2000010": ({"check.ipynb": NB, "daten.csv": _mostly_zeros(2 * 1024 * 1024)},
+                "daten.csv: unpacks to 2097152 bytes, past the limit of 1048576 for one upload",
+                "Ihre Abgabe ist entpackt zu groß (mehr als 1 MB) und wurde nicht angenommen. Bitte laden Sie nur "
+                "die für die Aufgabe nötigen Dateien hoch."),
+    "2000011": ({"repo.zip": _zip_bytes({f"f{i}.txt": "x" for i in range(4)})},
+                "repo/f3.txt: more than 3 files",
+                "Ihre Abgabe enthält zu viele Dateien (mehr als 3). Bitte laden Sie nur die für die Aufgabe nötigen "
+                "Dateien hoch."),
+    "2000012": ({"repo": "x", "repo.zip": _zip_bytes({"a.txt": "a"})},
+                "'repo/a.txt' is there twice, or both a file and a folder",
+                "Ihre Abgabe enthält „repo/a.txt“ doppelt oder zugleich als Datei und als Ordner und kann so nicht "
+                "gespeichert werden. Bitte laden Sie sie ohne diese Doppelung erneut hoch."),
+    "2000013": ({"repo.zip": _zip_bytes({"check.ipynb": NB}, compress=zipfile.ZIP_BZIP2)},
+                "repo.zip: member 'check.ipynb' uses compression method 12",
+                "Ihre ZIP-Datei „repo.zip“ ist mit einem Verfahren komprimiert, das nicht entpackt werden kann. Bitte "
+                "erstellen Sie sie mit der üblichen Einstellung („Deflate“) neu und laden Sie sie erneut hoch."),
+}
+
+
+@pytest.fixture
+def small_uploads(monkeypatch):
+    """One upload may hold 1 MiB in 3 files, so the size and count limits are reached with small archives."""
     from autograder import ingest
 
-    monkeypatch.setattr(ingest, "MAX_MEMBERS", 3)
-    archive = moodle_zip(tmp_path / "bad.zip", {"2222222": {"check.ipynb": NB, "repo.zip": _zip_bytes({"a": "1", "b": "2"})}})
+    monkeypatch.setattr(ingest, "MAX_UPLOAD_BYTES", 1024 * 1024)
+    monkeypatch.setattr(ingest, "MAX_UPLOAD_FILES", 3)
+
+
+def test_broken_uploads_quarantine_only_their_participant(sandboxcheck, tmp_path, small_uploads):
+    """Each kind of unusable upload is imported without files and with its German problem; the good one and
+    the import go on (exit 0), and the summary names every quarantined participant."""
+    uploads = {"1000001": {"check.ipynb": NB, "repo.zip": _zip_bytes({"data/input.csv": "a,b\n"})}}
+    uploads |= {pid: files for pid, (files, _, _) in BROKEN_UPLOADS.items()}
+    result = sandboxcheck.cli("import", "sandboxcheck", moodle_zip(tmp_path / "m.zip", uploads))
+
+    assert result.exit_code == 0, result.output
+    assert f"Imported {len(uploads)} participant(s) from m.zip: {len(uploads)} new, 0 changed, 0 unchanged." in result.stdout
+    for pid, (_, staff_line, _) in BROKEN_UPLOADS.items():
+        assert f"  {pid}: quarantined: {staff_line}\n" in result.stdout
+    assert ("  quarantined (upload unusable; imported without files, graded 'error'): "
+            + ", ".join(BROKEN_UPLOADS)) in result.stdout
+    assert _imported(sandboxcheck)["1000001"]["files"] == {"check.ipynb": "main", "repo/data/input.csv": ""}
+    found = _quarantined(sandboxcheck)
+    assert found.pop("1000001") == ("", 2)
+    assert found == {pid: (problem, 0) for pid, (_, _, problem) in BROKEN_UPLOADS.items()}
+    assert [f for f in _files(sandboxcheck) if not f.startswith("sandboxcheck/1000001/")] == []
+    assert [p.name for p in (sandboxcheck.root / "submissions" / "sandboxcheck").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.sandbox
+def test_quarantined_upload_is_graded_error(sandboxcheck, tmp_path):
+    """A quarantined participant has nothing to run and gets the verdict `error`, with the problem recorded."""
+    archive = moodle_zip(tmp_path / "m.zip", {"2000001": {"repo.zip": _encrypted_inner()}})
+    assert sandboxcheck.cli("import", "sandboxcheck", archive).exit_code == 0
+    assert sandboxcheck.cli("grade", "sandboxcheck").exit_code == 0  # the student's upload, not a grader fault
+    row = sandboxcheck.status("sandboxcheck")["2000001"]
+    assert row["verdict"] == "error"
+    problem = BROKEN_UPLOADS["2000003"][2]
+    assert _quarantined(sandboxcheck)["2000001"] == (problem, 0)
+    assert [(c["id"], c["state"], c["message"]) for c in row["criteria"]] == [("upload.usable", "fail", problem)]
+
+
+def test_quarantined_participant_is_a_new_version_when_fixed(sandboxcheck, tmp_path):
+    """The same broken upload again is unchanged; a repaired one replaces it and clears the problem."""
+    broken = moodle_zip(tmp_path / "broken.zip", {"2000001": {"repo.zip": b"PK\x03\x04 kaputt"}})
+    other = moodle_zip(tmp_path / "other.zip", {"2000001": {"repo.zip": b"PK\x03\x04 anders kaputt"}})
+    fixed = moodle_zip(tmp_path / "fixed.zip", {"2000001": {"repo.zip": _zip_bytes({"check.ipynb": NB})}})
+    assert "1 new, 0 changed, 0 unchanged" in sandboxcheck.cli("import", "sandboxcheck", broken).stdout
+    assert "0 new, 0 changed, 1 unchanged" in sandboxcheck.cli("import", "sandboxcheck", broken).stdout
+    assert "0 new, 1 changed, 0 unchanged" in sandboxcheck.cli("import", "sandboxcheck", other).stdout
+    result = sandboxcheck.cli("import", "sandboxcheck", fixed)
+    assert "0 new, 1 changed, 0 unchanged" in result.stdout and "quarantined" not in result.stdout
+    assert _quarantined(sandboxcheck)["2000001"] == ("", 1)
+    assert _imported(sandboxcheck)["2000001"]["files"] == {"repo/check.ipynb": "main"}
+
+
+def test_zip_bomb_stops_at_the_cap_while_copying(tmp_path):
+    """The copy counts the bytes it unpacks and stops a chunk past the cap, whatever the header claims."""
+    from autograder import ingest
+
+    archive = tmp_path / "bomb.zip"
+    archive.write_bytes(_zip_bytes({"bomb.bin": _mostly_zeros(50 * 1024 * 1024)}))
+    with zipfile.ZipFile(archive) as zf, pytest.raises(ingest._TooLarge):
+        ingest._extract(zf, zf.getinfo("bomb.bin"), tmp_path / "out.bin", 3 * 1024 * 1024)
+    assert (tmp_path / "out.bin").stat().st_size <= 3 * 1024 * 1024
+
+
+def test_windows_and_macos_names_inside_an_upload(sandboxcheck, tmp_path):
+    """Names without the UTF-8 flag are read as their tools wrote them: CP437 (Windows), UTF-8 (macOS)."""
+    inner = _zip_bytes({"check.ipynb": NB, "Lx.txt": "w", "Lxx.txt": "m"})  # ASCII: no flag; same byte lengths
+    inner = inner.replace(b"Lx.txt", "Lö.txt".encode("cp437")).replace(b"Lxx.txt", "Lü.txt".encode("utf-8"))
+    archive = moodle_zip(tmp_path / "m.zip", {"1000001": {"repo.zip": inner}})
+    result = sandboxcheck.cli("import", "sandboxcheck", archive)
+    assert result.exit_code == 0, result.output
+    assert set(_imported(sandboxcheck)["1000001"]["files"]) == {"repo/check.ipynb", "repo/Lö.txt", "repo/Lü.txt"}
+
+
+def test_outer_member_limit_still_rejects_the_archive(sandboxcheck, tmp_path, monkeypatch):
+    """The outer archive's own limits stay all or nothing: one line, exit 4, nothing imported."""
+    from autograder import ingest
+
+    monkeypatch.setattr(ingest, "MAX_MEMBERS", 2)
+    archive = moodle_zip(tmp_path / "bad.zip", {"1111111": {"check.ipynb": NB}, "2222222": {"a.txt": "a", "b.txt": "b"}})
     result = sandboxcheck.cli("import", "sandboxcheck", archive)
     assert result.exit_code == 4
-    assert result.stderr.strip() == "error: bad.zip: participant 2222222, repo.zip: more than the limit of 3 files"
+    assert result.stderr.strip() == "error: bad.zip: more than the limit of 2 files"
+    assert _files(sandboxcheck) == [] and _rows(sandboxcheck, "participant") == 0
 
 
 # --- Bad worksheets and other bad input -----------------------------------------------------------------------
@@ -419,6 +562,7 @@ def test_notebooks_match_by_content_not_name(pair, tmp_path):
     assert "1000004: no notebook matches teil1.ipynb" in result.stdout
 
 
+@pytest.mark.sandbox
 def test_no_matching_notebook_is_an_error_verdict(sandboxcheck, tmp_path):
     """A submission without any task notebook is graded 'error' with a German message (no sandbox run)."""
     archive = moodle_zip(tmp_path / "m.zip", {"1000001": {"loesung.py": "print('fertig')"}})
@@ -427,8 +571,8 @@ def test_no_matching_notebook_is_an_error_verdict(sandboxcheck, tmp_path):
     assert sandboxcheck.cli("grade", "sandboxcheck").exit_code == 0
     row = sandboxcheck.status("sandboxcheck")["1000001"]
     assert row["verdict"] == "error"
-    assert row["criteria"] == [{"id": "main.submitted", "passed": False,
-                                "message": "Das Notebook „check.ipynb“ wurde in der Abgabe nicht gefunden."}]
+    assert [(c["id"], c["state"], c["message"]) for c in row["criteria"]] == [
+        ("main.submitted", "fail", "Das Notebook „check.ipynb“ wurde in der Abgabe nicht gefunden.")]
     with sqlite3.connect(sandboxcheck.root / "grader.db") as db:
         [(problem,)] = db.execute("SELECT problem FROM submission").fetchall()
     assert problem == "Kein hochgeladenes Notebook passt zu „check.ipynb“ (hochgeladen: loesung.py)."
@@ -458,12 +602,3 @@ def test_two_groups_with_one_name_are_rejected(sandboxcheck, tmp_path):
     assert result.stderr.strip() == ("error: groups 42 and 43 both have the name of participant 1000001's group in "
                                       "the worksheet; give the groups distinct names in Moodle")
     assert _rows(sandboxcheck, "participant") == 0
-
-
-def test_file_and_folder_of_one_name_is_one_line(sandboxcheck, tmp_path):
-    """'repo' uploaded next to repo.zip (unpacked into repo/) cannot be stored: one line, nothing imported."""
-    archive = moodle_zip(tmp_path / "bad.zip", {"2222222": {"repo": "x", "repo.zip": _zip_bytes({"a.txt": "a"})}})
-    result = sandboxcheck.cli("import", "sandboxcheck", archive)
-    assert result.exit_code == 4
-    assert result.stderr.strip() == "error: bad.zip: participant 2222222: 'repo' is both a file and a folder"
-    assert _files(sandboxcheck) == []

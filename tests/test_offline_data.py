@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import REPO, moodle_zip, notebook
 from test_pipeline import _executed
+
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
 
 LOADERS = notebook(
     """

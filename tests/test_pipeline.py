@@ -16,6 +16,8 @@ from sqlmodel import Session, select
 from autograder.models import Execution, Run, open_database
 from conftest import REPO, moodle_zip, notebook, sandbox_processes
 
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
+
 GOOD = notebook("x = 21 * 2", "print('fertig', x)")
 
 

@@ -10,6 +10,8 @@ from autograder.errors import ConfigError
 from autograder.placement import Placer
 from conftest import REPO, make_workspace
 
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
+
 CONFIG = """
 [course]
 name = "Kurs"

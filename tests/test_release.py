@@ -79,6 +79,7 @@ def _completed(release: Path, reference: Path) -> str:
 NOTEBOOK_TASKS = [t for t in TASKS if not (REPO / "assignments" / t / "template").is_dir()]
 
 
+@pytest.mark.sandbox
 @pytest.mark.slow(cost=100)
 @pytest.mark.parametrize("task", NOTEBOOK_TASKS)
 def test_completed_release_passes(course, task, tmp_path):

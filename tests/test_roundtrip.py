@@ -18,6 +18,8 @@ from autograder.cli import app
 from conftest import SANDBOXCHECK_CONFIG, TEST_ASSIGNMENTS, Workspace, make_workspace, moodle_zip, notebook
 from moodle_reader import Site, import_feedback_zip, import_worksheet
 
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
+
 PASS = notebook("print('fertig')")
 FAIL = notebook("print('noch nicht')")
 SCALE = "nicht erfolgreich bearbeitet   erfolgreich bearbeitet"

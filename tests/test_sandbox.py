@@ -6,16 +6,25 @@ filesystem because no image can be pulled here).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from autograder.sandbox import ExitReason, Limits, Mount, RunSpec, get_sandbox
+from autograder.config import SandboxConfig
+from autograder.sandbox import ExitReason, Limits, Mount, RunSpec, cgroups, get_sandbox, seccomp
 from autograder.errors import SandboxError
+from conftest import moodle_zip, notebook, sandbox_processes
+
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,9 +38,9 @@ def bwrap(request):
     return get_sandbox(request.param, uid_base=61500)
 
 
-def run_python(sandbox, code: str, **limits) -> tuple[ExitReason, str, str]:
+def run_python(sandbox, code: str, slot: int = 0, **limits) -> tuple[ExitReason, str, str]:
     spec = RunSpec(argv=["python", "-I", "-c", textwrap.dedent(code)], environment={},
-                   limits=Limits(**{"wall_seconds": 30, **limits}))
+                   limits=Limits(**{"wall_seconds": 30, **limits}), slot=slot)
     result = sandbox.run(spec)
     return result.reason, result.stdout.decode(errors="replace"), result.stderr_tail
 
@@ -122,6 +131,19 @@ def test_sees_only_what_is_mounted(bwrap, tmp_path):
             assert " denied " in line, line
 
 
+def test_no_grader_code_but_what_is_mounted(bwrap):
+    """The environment brings no grader code: no `autograder`, no editable-install hook, no repository files."""
+    reason, out, err = run_python(bwrap, f"""
+        import importlib.util, os, sys
+        print(importlib.util.find_spec("autograder"))
+        print([repr(f) for f in sys.meta_path if "editable" in repr(f).lower()])
+        repository = {str(REPO)!r}  # exists only as the parent of the environment, when that lives in it
+        print(sorted(set(os.listdir(repository)) - {{".venv"}}) if os.path.isdir(repository) else [])
+    """)
+    assert reason is ExitReason.OK, err
+    assert out.splitlines() == ["None", "[]", "[]"]
+
+
 def test_writes_stay_in_the_scratch(bwrap, tmp_path):
     """System folders are read-only; the scratch is writable and size-limited; mounts are read-only."""
     source = tmp_path / "input"
@@ -163,10 +185,11 @@ def test_endless_loop_ends_at_the_wall_clock(bwrap):
 
 
 def test_ten_gigabytes_are_stopped_by_the_memory_limit(bwrap):
-    """Allocating (and touching) 10 GB ends at the memory limit, not on the host."""
+    """Allocating (and touching) 10 GB ends at the memory limit, not on the host. In 64 MB steps: one 10 GB
+    request could be refused up front (MemoryError) by the kernel's overcommit check on a small host."""
     reason, out, err = run_python(bwrap, """
-        data = bytearray(b"x" * (10 * 1024 ** 3))
-        print("allocated", len(data))
+        data = [b"x" * (64 * 1024 ** 2) for _ in range(160)]
+        print("allocated", sum(map(len, data)))
     """, memory_mb=512)
     assert "allocated" not in out
     assert reason is ExitReason.MEMORY
@@ -196,3 +219,252 @@ def test_output_is_capped(bwrap):
     reason, out, _ = run_python(bwrap, "import sys\nwhile True: sys.stdout.write('x' * 65536)", output_bytes=1 << 20)
     assert reason is ExitReason.OUTPUT_LIMIT
     assert len(out) <= 1 << 20
+
+
+# --- Limits in force: cgroup v1 or v2, CPU share, no leftovers, no silent weakening ------------------------------
+
+HIERARCHY = cgroups.hierarchy()
+needs_v1 = pytest.mark.skipif(HIERARCHY.version != cgroups.CGROUP1,
+                              reason=f"needs a cgroup v1 host (this one: {HIERARCHY.version})")
+needs_v2 = pytest.mark.skipif(HIERARCHY.version != cgroups.CGROUP2,
+                              reason=f"needs a cgroup v2 host (this one: {HIERARCHY.version}); the VM tests run it")
+
+
+def test_every_run_records_the_limits_in_force(bwrap):
+    """A run's details name what enforced its limits (the host's cgroup version) and the numbers."""
+    spec = RunSpec(argv=["python", "-I", "-c", "print('ok')"], environment={},
+                   limits=Limits(wall_seconds=30, memory_mb=700, pids=90, cpus=0.5))
+    details = bwrap.run(spec).details
+    assert details["limits"] in (HIERARCHY.version, f"{bwrap.name}+{HIERARCHY.version}")
+    assert (details["memory_mb"], details["pids"], details["cpus"]) == (700, 90, 0.5)
+
+
+@needs_v1
+def test_v1_run_group_holds_memory_pids_and_cpu_limits():
+    """On cgroup v1 a run gets a memory (no extra swap), a pids and a cpu (CFS quota) group; remove() deletes them."""
+    group = HIERARCHY.create(cgroups.GroupLimits(memory_mb=300, pids=50, cpus=0.5))
+    try:
+        memory, pids, cpu = (group.groups[c] for c in ("memory", "pids", "cpu"))
+        assert (memory / "memory.limit_in_bytes").read_text().strip() == str(300 * 1024 * 1024)
+        assert (pids / "pids.max").read_text().strip() == "50"
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+    finally:
+        group.remove()
+    assert not any(path.exists() for path in group.groups.values())
+
+
+@needs_v2
+def test_v2_run_group_holds_memory_swap_pids_and_cpu_limits():
+    """On cgroup v2 a run gets one group with memory.max, memory.swap.max = 0, pids.max and cpu.max, next to the
+    grader's own leaf (no process sits in a group that has controllers enabled for its children)."""
+    group = HIERARCHY.create(cgroups.GroupLimits(memory_mb=300, pids=50, cpus=0.5))
+    try:
+        path = group.path
+        assert (path / "memory.max").read_text().strip() == str(300 * 1024 * 1024)
+        assert (path / "memory.swap.max").read_text().strip() == "0"
+        assert (path / "pids.max").read_text().strip() == "50"
+        assert (path / "cpu.max").read_text().strip() == "50000 100000"
+        enabled = (HIERARCHY.base / "cgroup.subtree_control").read_text().split()
+        assert {"memory", "pids", "cpu"} <= set(enabled)
+        if (HIERARCHY.base / "cgroup.type").exists():  # below the root: the grader sits in its own leaf
+            assert (HIERARCHY.base / "cgroup.procs").read_text().split() == []
+            assert str(os.getpid()) in (HIERARCHY.base / cgroups.SELF_LEAF / "cgroup.procs").read_text().split()
+    finally:
+        group.remove()
+    assert not group.path.exists()
+
+
+def test_stale_groups_of_a_dead_grader_are_swept():
+    """Groups named after a grader that is gone are emptied (their processes killed) and removed."""
+    gone = _dead_pid()
+    name = f"{cgroups.PREFIX}{gone}-0"
+    if HIERARCHY.version == cgroups.CGROUP2:
+        groups = [HIERARCHY.base / name]
+    else:
+        groups = [HIERARCHY.root / c / cgroups._own_v1_group(c).lstrip("/") / name for c in cgroups.CONTROLLERS]
+    for group in groups:
+        group.mkdir()
+    sleeper = subprocess.Popen(["sleep", "300"])
+    for group in groups:
+        (group / "cgroup.procs").write_text(str(sleeper.pid))
+    assert HIERARCHY.sweep_stale() >= 1
+    assert sleeper.wait(timeout=10) == -signal.SIGKILL
+    assert not any(group.exists() for group in groups)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_nothing_of_a_run_survives_it(bwrap):
+    """A daemon that detaches from the notebook is killed with the run; no process and no group is left."""
+    reason, out, _ = run_python(bwrap, """
+        import os, subprocess
+        subprocess.Popen(["sleep", "600"], start_new_session=True)
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                pass
+        print("detached")
+    """, wall_seconds=20)
+    assert reason is ExitReason.OK and "detached" in out
+    assert _gone_within(5, lambda: sandbox_processes(61500, 61510)) == []  # killed ones need a moment to be reaped
+    leftovers = [g for root in {HIERARCHY.root, HIERARCHY.base or HIERARCHY.root} for depth in range(4)
+                 for g in root.glob("*/" * depth + f"{cgroups.PREFIX}{os.getpid()}-*")]
+    assert leftovers == []
+
+
+def _gone_within(seconds: float, alive) -> list:
+    """What `alive()` still lists after up to `seconds` (processes SIGKILLed a moment ago are still being reaped)."""
+    deadline = time.monotonic() + seconds
+    while (found := alive()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def test_tmpfs_filler_is_stopped_by_the_memory_limit(bwrap):
+    """Files in the sandbox's tmpfs are memory: filling /dev/shm beyond the memory limit ends at that limit."""
+    reason, out, _ = run_python(bwrap, """
+        with open("/dev/shm/filler", "wb") as f:
+            for _ in range(900):
+                f.write(b"x" * (1024 * 1024))
+                f.flush()
+        print("written")
+    """, memory_mb=256, scratch_mb=1024, wall_seconds=60)
+    assert "written" not in out
+    assert reason is ExitReason.MEMORY
+
+
+NEIGHBOUR = """
+    import time
+    start = time.perf_counter()
+    n = 0
+    for _ in range(12_000_000):
+        n += 1
+    print(time.perf_counter() - start)
+"""
+HOG = """
+    import os, resource, time
+    started = time.monotonic()
+    children = []
+    for _ in range(8):  # eight busy processes: far more than the one core this sandbox may use
+        pid = os.fork()
+        if pid == 0:
+            while time.monotonic() - started < {seconds}:
+                pass
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print((used.ru_utime + used.ru_stime) / (time.monotonic() - started))
+"""
+
+
+@pytest.mark.slow(cost=40)
+def test_thread_storm_gets_no_more_than_its_cpu_share(bwrap):
+    """With half the machine each (one core of two here, half the one CPU of the cgroup v2 VM), eight busy
+    processes in one sandbox use no more than their share and barely slow a CPU-bound neighbour (the machine is
+    shared, so the bound is generous: without a share it would be ~4x)."""
+    share = (os.cpu_count() or 2) / 2
+    alone = float(run_python(bwrap, NEIGHBOUR, cpus=share, wall_seconds=120)[1])
+    hog_result: list = []
+    hog = threading.Thread(target=lambda: hog_result.append(
+        run_python(bwrap, HOG.format(seconds=alone * 3 + 4), cpus=share, wall_seconds=120)))
+    hog.start()
+    time.sleep(2)  # the storm is up
+    beside = float(run_python(bwrap, NEIGHBOUR, cpus=share, slot=1, wall_seconds=120)[1])
+    hog.join()
+    alone = max(alone, float(run_python(bwrap, NEIGHBOUR, cpus=share, wall_seconds=120)[1]))  # load may have grown
+    reason, cores_used, _ = hog_result[0]
+    assert reason is ExitReason.OK
+    assert float(cores_used) <= share * 1.15, f"the storm used {float(cores_used):.2f} cores of its {share}"
+    assert beside <= alone * 2.0, f"neighbour took {beside:.1f} s beside the storm, {alone:.1f} s alone"
+
+
+def test_cpu_share_defaults_to_an_equal_share_per_worker():
+    """[sandbox] cpus defaults to this machine's cores divided by the workers; set, it is taken as it is."""
+    assert SandboxConfig(workers=2).cpu_share() == round((os.cpu_count() or 1) / 2, 2)
+    assert SandboxConfig(workers=2, cpus=1.5).cpu_share() == 1.5
+
+
+# --- No silent weakening -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cgroups(tmp_path, monkeypatch):
+    """A host without cgroups: the hierarchy is looked for in an empty folder."""
+    root = tmp_path / "no-cgroups"
+    root.mkdir()
+    monkeypatch.setattr(cgroups, "CGROUP_ROOT", root)
+    return root
+
+
+def test_bwrap_refuses_where_limits_cannot_be_enforced(no_cgroups):
+    """Without a cgroup hierarchy the bwrap backend refuses, naming what is missing and the way out."""
+    with pytest.raises(SandboxError) as refused:
+        get_sandbox("bwrap", uid_base=61500)
+    assert str(refused.value) == (
+        f"bwrap backend: limits cannot be enforced: no cgroup hierarchy at {no_cgroups}: mount one "
+        f"(mount -t cgroup2 none {no_cgroups}; systemd does this at boot) (or grade with --allow-weak-limits)")
+
+
+def test_weak_limits_only_when_allowed_and_marked(no_cgroups):
+    """Allowed explicitly, bwrap runs with rlimits only and every run says so."""
+    weak = get_sandbox("bwrap", uid_base=61500, allow_weak_limits=True)
+    result = weak.run(RunSpec(argv=["python", "-I", "-c", "print('ok')"], environment={},
+                              limits=Limits(wall_seconds=30)))
+    assert result.reason is ExitReason.OK
+    assert result.details["limits"] == "rlimit-weak"
+
+
+def test_grade_refuses_without_enforceable_limits_and_marks_weak_runs(sandboxcheck, tmp_path, no_cgroups):
+    """`grader grade` stops with one line where the limits cannot hold; --allow-weak-limits grades and marks."""
+    archive = moodle_zip(tmp_path / "moodle.zip", {"4000001": {"check.ipynb": notebook("print('fertig')")}})
+    assert sandboxcheck.cli("import", "sandboxcheck", archive).exit_code == 0
+    refused = sandboxcheck.cli("grade", "sandboxcheck")
+    assert refused.exit_code == 5
+    assert refused.output.strip().splitlines() == [
+        f"error: bwrap backend: limits cannot be enforced: no cgroup hierarchy at {no_cgroups}: mount one "
+        f"(mount -t cgroup2 none {no_cgroups}; systemd does this at boot) (or grade with --allow-weak-limits)"]
+    graded = sandboxcheck.cli("grade", "sandboxcheck", "--allow-weak-limits")
+    assert graded.exit_code == 0, graded.output
+    (record,) = (sandboxcheck.root / "runs" / "executions").glob("*/*/execution.json")
+    assert json.loads(record.read_text())["sandbox"]["limits"] == "rlimit-weak"
+
+
+# --- Seccomp (bwrap) ---------------------------------------------------------------------------------------------
+
+
+def test_seccomp_denies_what_notebooks_never_need():
+    """Every denied system call, and clone() into new namespaces, fails with EPERM inside bwrap; the filter's
+    file descriptor does not leak into the sandbox. (tests/hostile/syscall_*.ipynb do the same as notebooks.)"""
+    import pyseccomp
+
+    numbers = {name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in seccomp.denied_calls()}
+    numbers = {name: nr for name, nr in numbers.items() if nr >= 0}
+    reason, out, err = run_python(get_sandbox("bwrap", uid_base=61500), f"""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        def call(nr, *args):
+            ctypes.set_errno(0)
+            result = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(a) for a in args])
+            if result == 0 and nr == 56:
+                os._exit(0)
+            return "allowed" if result != -1 else ctypes.get_errno()
+        results = {{name: call(nr, 0, 0, 0, 0, 0) for name, nr in {numbers!r}.items()}}
+        results["clone(CLONE_NEWUSER)"] = call(56, 0x10000000 | 17, 0, 0, 0, 0)
+        results["personality(ADDR_NO_RANDOMIZE)"] = call(135, 0x0040000)
+        print({{name: r for name, r in results.items() if r != 1}})
+        print(sorted(os.listdir("/proc/self/fd")))
+        print(call(135, 0xffffffff) != "allowed", call(39))
+    """)
+    assert reason is ExitReason.OK, err
+    not_denied, fds, harmless = out.splitlines()
+    assert not_denied == "{}"  # 1 == EPERM for every call
+    assert fds == "['0', '1', '2', '3']"  # stdio and listdir's own
+    assert harmless.startswith("False ")  # personality query and getpid still work

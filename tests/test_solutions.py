@@ -1,17 +1,20 @@
-"""Every solution under assignments/*/solutions/ gets its intended verdict and failed criteria.
+"""Every solution under assignments/*/solutions/ gets its intended verdict and failed criteria (`grader verify`).
 
-Each solution folder becomes one participant of a generated Moodle export; the whole pipeline runs (import,
-sandboxed papermill, rubric) and the result must equal the folder's expected.toml.
+`grader verify TASK` builds a Moodle export from the task's solution folders (one participant each), imports
+it, grades it through the whole pipeline (sandboxed papermill, rubric) in its own workspace and compares each
+result with the folder's expected.toml.
 """
 
 from __future__ import annotations
 
-import json
+import re
 
 import pytest
 
 from autograder.config import load_config
 from conftest import REPO
+
+pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
 
 CONFIG = load_config(REPO / "grader.toml")
 # About 15 s of sandbox and rubric time per solution on 2 cores, for ordering only (conftest).
@@ -22,22 +25,24 @@ TASKS = [pytest.param(task, marks=pytest.mark.slow(cost=15 * len(list((CONFIG.ta
 @pytest.mark.parametrize("task", TASKS)
 def test_solutions_get_their_intended_verdicts(course, task):
     """Reference and alternatives pass; each typical mistake fails exactly its criteria, with a message."""
-    out = course.root / "moodle"
-    assert course.cli("sample", task, "--out", out).exit_code == 0
-    archive = next(out.glob("*.zip"))
-    worksheet = next(out.glob("Grades-*.csv"))
-    assert course.cli("import", task, archive, "--worksheet", worksheet).exit_code == 0
-    result = course.cli("grade", task)
+    result = course.cli("verify", task)
     assert result.exit_code == 0, result.output
-    status = course.status(task)
-    expected = json.loads((out / "participants.json").read_text(encoding="utf-8"))
-    problems = []
-    for participant, want in expected.items():
-        got = status[participant]
-        failed = sorted(c["id"] for c in got["criteria"] if not c["passed"])
-        if got["verdict"] != want["verdict"] or failed != sorted(want["failed"]):
-            problems.append(f"{want['solution']}: {got['verdict']} {failed}, expected {want['verdict']} {sorted(want['failed'])}")
-        for criterion in got["criteria"]:
-            if not criterion["passed"]:
-                assert criterion["message"], f"{want['solution']}: {criterion['id']} failed without a message"
-    assert not problems, "\n".join(problems)
+    count = len(list((CONFIG.task_dir(task) / "solutions").glob("*/expected.toml")))
+    assert f"Verified {count} solution(s) of {task}: 0 difference(s)." in result.output
+
+    assert (course.root / "runs" / "verify" / task / "grader.db").is_file()
+    assert not (course.root / "grader.db").exists()  # the course's own records are never touched
+    if task == "task4":
+        _changed_threshold_is_reported(course)
+
+
+def _changed_threshold_is_reported(course):
+    """After a threshold is changed on purpose, verify names each solution whose result now differs."""
+    config = course.config_path.read_text(encoding="utf-8")
+    changed = re.sub(r"(?m)^interpretation_min_words = \d+$", "interpretation_min_words = 4000", config)
+    assert changed != config
+    course.config_path.write_text(changed, encoding="utf-8")
+    result = course.cli("verify", "task4")
+    assert result.exit_code == 1, result.output  # ExitCode.FINDINGS
+    assert "reference: verdict fail (expected pass); failed ['analysis.interpretation']" in result.output
+    assert re.search(r"Verified \d+ solution\(s\) of task4: [1-9]\d* difference\(s\)\.", result.output)

@@ -1,19 +1,24 @@
 """The in-sandbox half of execution: run one notebook with papermill and report back on a private channel.
 
-Started by autograder.execute as `python -m autograder.inside.runner JOB.json` inside the sandbox. It copies
-the submission into the scratch folder, injects parameters through papermill's parameters cell, appends the
-task's probe (if any), and executes every cell with the grader's kernel (which loads the figure capture),
-continuing past failing cells. Each cell has a timeout; a watchdog enforces the notebook's deadline by
-killing the kernel (and anything the notebook started). Nothing it reports is trusted by the host.
+Started by autograder.execute inside the sandbox, from the only grader code mounted there (this package,
+staged as `autograder.inside`). It copies the submission into the scratch folder, strips every tag and
+metadata key that papermill, nbclient or the grader give meaning to, tags the parameters cell the grader
+chose (never one the student chose), appends the task's probe (if any), and executes every cell with the
+grader's kernel (which loads the figure capture), continuing past failing cells. Each cell has a timeout; a
+watchdog enforces the notebook's deadline by killing the kernel (and anything the notebook started). The
+report says which cells papermill and the runner inserted, by index: no tag in the result decides anything.
 
-Only this process may write the report: it keeps the original stdout on a private descriptor, points fd 1 at
-stderr before the kernel starts (the kernel inherits fds 0-2, never the private one), and makes itself
-non-dumpable so the student's processes (same uid) cannot open /proc/<pid>/fd of it. Standard library,
-papermill and nbformat only; it must not import the rest of the grader.
+The executed notebook never touches a file: papermill saves it through an I/O handler that keeps it in this
+process's memory, so a process the notebook left behind cannot rewrite what is reported. Only this process
+may write the report: it keeps the original stdout on a private descriptor, points fd 1 at stderr before the
+kernel starts (the kernel inherits fds 0-2, never the private one), and makes itself non-dumpable so the
+student's processes (same uid) cannot open /proc/<pid>/fd of it. Nothing it reports is trusted by the host.
+Standard library, papermill and nbformat only; it must not import the rest of the grader.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import json
 import os
@@ -25,9 +30,18 @@ import time
 from pathlib import Path
 
 KERNEL_NAME = "grader-python3"
-PROBE_TAG = "grader-probe"
-PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
 CELL_TIMEOUT_ENAME = "CellTimeoutError"
+PARAMETERS_TAG = "parameters"  # papermill injects its parameters cell after the first cell tagged so
+# Tags that change what papermill or nbclient do with a cell (papermill: parameters, injected-parameters,
+# papermill-error-cell-tag; nbclient: raises-exception, skip-execution) or that the grader once gave meaning to
+# (grader-probe). An upload's cells lose them before anything runs.
+RESERVED_TAGS = frozenset({
+    "parameters", "injected-parameters", "papermill-error-cell-tag", "grader-probe", "raises-exception",
+    "skip-execution",
+})
+# papermill's own bookkeeping, on the notebook and on each cell (it reads the cells' status back).
+RESERVED_METADATA = ("papermill",)
+MEMORY_SCHEME = "grader-memory://"
 
 
 def main(job_path: str) -> int:
@@ -64,11 +78,52 @@ def run_job(job: dict) -> dict:
         nbformat.validate(nb)
     except Exception as exc:
         return {"status": "invalid-notebook", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+    _strip_reserved(nb)
+    chosen = _parameters_cell_index(nb, job.get("parameters_cell") or {})
+    if chosen is not None:
+        nb.cells[chosen].metadata["tags"] = [*nb.cells[chosen].metadata.get("tags", []), PARAMETERS_TAG]
     if job.get("probe"):
-        nb.cells.append(_probe_cell(Path(job["probe"]).read_text(encoding="utf-8")))
-    prepared = Path("/tmp/grader-input.ipynb")
-    nbformat.write(nb, str(prepared))
-    return _execute(prepared, job)
+        nb.cells.append(nbformat.v4.new_code_cell(Path(job["probe"]).read_text(encoding="utf-8")))
+    inserted = _inserted_cells(len(nb.cells), chosen, bool(job.get("parameters")), bool(job.get("probe")))
+    return _execute(nb, job, inserted)
+
+
+def _strip_reserved(nb) -> None:
+    """Remove every tag and metadata key an upload could use to steer papermill, nbclient or the grader."""
+    for key in RESERVED_METADATA:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        for key in RESERVED_METADATA:
+            cell.metadata.pop(key, None)
+        if "tags" in cell.metadata:
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t not in RESERVED_TAGS]
+
+
+def _parameters_cell_index(nb, wanted: dict) -> int | None:
+    """The code cell that is the released notebook's parameters cell: by nbgrader grade_id, else by cell id,
+    else by its unchanged source (an upload whose cell ids were regenerated). None: papermill injects first."""
+    def grade_id(cell) -> object:
+        nbgrader = cell.metadata.get("nbgrader")
+        return nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+
+    matchers = [
+        lambda cell: bool(wanted.get("grade_id")) and grade_id(cell) == wanted["grade_id"],
+        lambda cell: bool(wanted.get("id")) and cell.get("id") == wanted["id"],
+        lambda cell: bool(wanted.get("source")) and cell.source.strip() == wanted["source"].strip(),
+    ]
+    for matches in matchers:
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and matches(cell):
+                return index
+    return None
+
+
+def _inserted_cells(count: int, chosen: int | None, parameters: bool, probe: bool) -> dict[str, int | None]:
+    """Where the grader's cells will be in the executed notebook of `count` prepared cells: papermill puts its
+    parameters cell right after the tagged cell (first, if none is tagged); the probe is the last cell."""
+    injected = (0 if chosen is None else chosen + 1) if parameters else None
+    total = count + (1 if parameters else 0)
+    return {"parameters": injected, "probe": total - 1 if probe else None}
 
 
 def _seed_matplotlib_cache(cache: str | None) -> None:
@@ -112,13 +167,13 @@ def _clone_bundle(folder: Path) -> None:
             config.write(f"[safe]\n\tdirectory = {folder}\n")
 
 
-def _execute(prepared: Path, job: dict) -> dict:
+def _execute(nb, job: dict, inserted: dict[str, int | None]) -> dict:
     import nbformat
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    output = Path("/tmp/grader-output.ipynb")
+    memory = _MemoryNotebooks.register(nbformat.writes(nb))
     deadline = _Deadline(job["notebook_timeout"])
     timed_out_cells: list[int] = []
     started: dict[int, float] = {}
@@ -143,8 +198,8 @@ def _execute(prepared: Path, job: dict) -> dict:
     deadline.start()
     try:
         papermill.execute_notebook(
-            str(prepared),
-            str(output),
+            MEMORY_SCHEME + "input.ipynb",
+            MEMORY_SCHEME + "executed.ipynb",
             parameters=job.get("parameters") or None,
             kernel_name=KERNEL_NAME,
             language="python",
@@ -177,17 +232,65 @@ def _execute(prepared: Path, job: dict) -> dict:
         message = f"{type(exc).__name__}: {exc}"[:2000]
     finally:
         deadline.cancel()
-    if not output.exists():
+    expected = len(nb.cells) + (1 if inserted["parameters"] is not None else 0)
+    executed = memory.last_with(expected)
+    if executed is None:
         return {"status": status if status != "completed" else "runner-error", "message": message or "no output"}
-    executed = nbformat.read(str(output), as_version=4)
-    executed.cells = [c for c in executed.cells if PAPERMILL_ERROR_TAG not in c.get("metadata", {}).get("tags", [])]
+    injected = inserted["parameters"]
+    if injected is not None and "injected-parameters" not in executed.cells[injected].metadata.get("tags", []):
+        return {"status": "runner-error", "message": f"papermill's parameters cell is not at index {injected}"}
     return {
         "status": status,
         "message": message,
         "running_cell": _running_cell(executed) if status != "completed" else None,
         "timed_out_cells": timed_out_cells,
+        "grader_cells": inserted,
         "notebook": executed,
     }
+
+
+class _MemoryNotebooks:
+    """papermill I/O handler for grader-memory://: the notebook going in and every save coming out stay in this
+    process (papermill saves after each cell and in a `finally`, so a dead kernel still leaves the last state).
+
+    Nothing is read back from a file that the notebook's processes (same uid, same /tmp) could rewrite.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        # The engine's final save, and papermill's copy with its two error-marker cells written after it.
+        self.saves: collections.deque[str] = collections.deque(maxlen=2)
+
+    @classmethod
+    def register(cls, source: str) -> "_MemoryNotebooks":
+        from papermill.iorw import papermill_io
+
+        handler = cls(source)
+        papermill_io.register(MEMORY_SCHEME, handler)
+        return handler
+
+    def read(self, path: str) -> str:
+        return self.source
+
+    def write(self, buf: str, path: str) -> None:
+        self.saves.append(buf)
+
+    def listdir(self, path: str) -> list[str]:
+        return []
+
+    def pretty_path(self, path: str) -> str:
+        return path
+
+    def last_with(self, cell_count: int):
+        """The newest save with the notebook's own cells: papermill's error markers (it adds two cells, after
+        the engine's last save, when some cell failed) are left out by their count, not by their tag."""
+        import nbformat
+
+        for buf in reversed(self.saves):
+            nb = nbformat.reads(buf, as_version=4)
+            if len(nb.cells) == cell_count:
+                return nb
+        return None
 
 
 class _Deadline:
@@ -222,18 +325,15 @@ def _running_cell(nb) -> int | None:
     return None
 
 
-def _probe_cell(source: str):
-    import nbformat
-
-    cell = nbformat.v4.new_code_cell(source)
-    cell.metadata["tags"] = [PROBE_TAG]
-    return cell
-
-
 def _install_kernel(kernel_dir: Path, env: dict) -> None:
-    """A kernelspec for this interpreter that loads the figure capture extension on start."""
+    """A kernelspec for this interpreter that loads the figure capture extension on start.
+
+    The kernel finds `autograder.inside` where this runner was loaded from (the staged folder the host
+    mounts; the Python environment holds no grader code), through PYTHONPATH: the kernel is no `-I` process.
+    """
     spec_dir = kernel_dir / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
+    env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     spec = {
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
                  "--ext=autograder.inside.figures", "--HistoryManager.enabled=False"],

@@ -2,8 +2,9 @@
 
 Every backend (bwrap, podman, docker) takes the same RunSpec and must guarantee the same things: no network,
 an unprivileged uid, a read-only system, a size-limited writable scratch, limits on memory, processes, file
-size and CPU, a wall-clock limit, and nothing visible but the `mounts` it was given. The command's standard
-output is the only channel back; it is read up to `output_limit` bytes and never interpreted here.
+size, CPU time and CPU share, a wall-clock limit, and nothing visible but the `mounts` it was given. The
+command's standard output is the only channel back; it is read up to `output_limit` bytes and never
+interpreted here.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Limits:
     scratch_mb: int = 1024
     wall_seconds: float = 600.0
     output_bytes: int = 64 * 1024 * 1024
+    cpus: float = 1.0  # CPU share: at most this many cores' worth of time (cgroup quota, engines' --cpus)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,14 @@ class RunResult:
     wall_seconds: float
     memory_peak_mb: float | None = None
     memory_limit_reached: bool = False  # peak use touched the limit: with a dead kernel, a memory kill
-    details: dict[str, str] = field(default_factory=dict)
+    # uid, container, and the limits in force: {"limits": "cgroup1" | "cgroup2" | "rlimit-weak" | engine,
+    # "memory_mb", "pids", "cpus"} (see limits_record)
+    details: dict[str, str | int | float] = field(default_factory=dict)
+
+
+def limits_record(limits: Limits, enforced_by: str) -> dict[str, str | int | float]:
+    """What a run's record says about its limits: what enforced them, and the numbers."""
+    return {"limits": enforced_by, "memory_mb": limits.memory_mb, "pids": limits.pids, "cpus": limits.cpus}
 
 
 @runtime_checkable

@@ -4,8 +4,11 @@ Layout inside: /usr, /etc and the Python environment read-only; /proc of a new P
 tmpfs at the scratch folder, /tmp and /dev/shm (size-limited and charged to the memory limit); the mounts of
 the RunSpec; nothing else (no /home, /root, /var, no repository, no database). bwrap runs as root only to set
 the mounts up; the command itself runs through `setpriv` as an unprivileged uid with no capabilities and
-no_new_privs, in new network (loopback only), PID, IPC and UTS namespaces. Memory and process limits come
-from a per-run cgroup where one can be made, else from rlimits; file size and CPU time are always rlimits.
+no_new_privs, in new network (loopback only), PID, IPC and UTS namespaces, under a seccomp filter
+(autograder/sandbox/seccomp.py). Memory, process and CPU-share limits come from a per-run cgroup (v1 or v2);
+where none can be made the backend refuses to start, unless told to allow weak limits: then memory and
+processes are rlimits only (per process, per uid) and there is no CPU share, and each run says so
+(details["limits"] = "rlimit-weak"). File size and CPU time are always rlimits as well.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import tempfile
 from pathlib import Path
 
 from autograder.errors import SandboxError
-from autograder.sandbox import host
-from autograder.sandbox.base import ExitReason, Mount, RunResult, RunSpec
-from autograder.sandbox.cgroups import RunGroup, sweep_stale
+from autograder.sandbox import cgroups, host, seccomp
+from autograder.sandbox.base import ExitReason, Mount, RunResult, RunSpec, limits_record
+from autograder.sandbox.cgroups import RunGroup
 from autograder.sandbox.process import supervise
+
+SECCOMP_FD = 9  # the shell opens the filter here; bwrap reads and closes it
 
 
 class BwrapSandbox:
@@ -29,7 +34,7 @@ class BwrapSandbox:
 
     name = "bwrap"
 
-    def __init__(self, uid_base: int = 61000, runtime_id: str | None = None) -> None:
+    def __init__(self, uid_base: int = 61000, runtime_id: str | None = None, allow_weak_limits: bool = False) -> None:
         for tool in ("bwrap", "setpriv", "prlimit"):
             if shutil.which(tool) is None:
                 raise SandboxError(f"bwrap backend: {tool!r} not found (install: apt-get install bubblewrap util-linux)")
@@ -37,19 +42,25 @@ class BwrapSandbox:
             raise SandboxError("bwrap backend: the grader must run as root to drop student code to another uid")
         self.uid_base = uid_base
         self._runtime_id = runtime_id or host.environment_id()
-        sweep_stale()
+        self.cgroups = cgroups.hierarchy()
+        if not self.cgroups.usable and not allow_weak_limits:
+            raise SandboxError(f"bwrap backend: limits cannot be enforced: {'; '.join(self.cgroups.problems)} "
+                               "(or grade with --allow-weak-limits)")
+        self._seccomp = seccomp.program()
+        self.cgroups.sweep_stale()
 
     def runtime_id(self) -> str:
         return self._runtime_id
 
     def run(self, spec: RunSpec) -> RunResult:
         uid = self.uid_base + spec.slot
-        group = RunGroup.create(spec.limits.memory_mb, spec.limits.pids)
+        group = self._group(spec)
         with tempfile.TemporaryDirectory(prefix="grader-etc-") as etc:
             identity = host.identity_files(Path(etc), uid)
+            filter_file = Path(etc) / "seccomp.bpf"  # not mounted: only passwd and group go in
+            filter_file.write_bytes(self._seccomp)
             argv = [*self._prlimit(spec, use_rlimit_memory=group is None), *self._bwrap(spec, uid, identity)]
-            if group is not None:
-                argv = _join_groups(group.procs_files(), argv)
+            argv = _launcher(group.procs_files() if group else [], filter_file, argv)
             try:
                 outcome = supervise(
                     argv,
@@ -74,8 +85,17 @@ class BwrapSandbox:
             wall_seconds=outcome.wall_seconds,
             memory_peak_mb=peak,
             memory_limit_reached=limit_reached,
-            details={"uid": str(uid), "limits": "cgroup" if group else "rlimit"},
+            details={"uid": str(uid), **limits_record(spec.limits, group.version if group else "rlimit-weak")},
         )
+
+    def _group(self, spec: RunSpec) -> RunGroup | None:
+        if not self.cgroups.usable:
+            return None  # allowed weak limits (the constructor refuses otherwise): recorded as rlimit-weak
+        limits = cgroups.GroupLimits(spec.limits.memory_mb, spec.limits.pids, spec.limits.cpus)
+        try:
+            return self.cgroups.create(limits)
+        except OSError as exc:
+            raise SandboxError(f"bwrap backend: cannot create the run's cgroup ({exc})") from exc
 
     def _prlimit(self, spec: RunSpec, use_rlimit_memory: bool) -> list[str]:
         limits = spec.limits
@@ -97,7 +117,7 @@ class BwrapSandbox:
             "bwrap",
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox",
-            "--clearenv",
+            "--clearenv", "--seccomp", str(SECCOMP_FD),
         ]
         system_parents: set[str] = {"/"}
         for directory in host.system_dirs():
@@ -126,6 +146,8 @@ class BwrapSandbox:
         created.add(spec.scratch)
         for source in host.python_dirs():
             argv += _ensure_parents(source, created) + ["--ro-bind", source, source]
+        for masked in host.masked_python_files():  # an editable install's finder: no path to the repository
+            argv += ["--ro-bind", "/dev/null", masked]
         for mount in [*identity, *spec.mounts]:
             argv += _ensure_parents(mount.target, created)
             argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
@@ -157,10 +179,12 @@ def _ensure_parents(target: str, created: set[str]) -> list[str]:
     return argv
 
 
-def _join_groups(procs_files: list[str], argv: list[str]) -> list[str]:
-    """Prefix argv with a shell that moves itself into the cgroups, then execs argv (so the pid stays)."""
-    script = 'for f in "$1" "$2"; do echo $$ > "$f" || exit 125; done; shift 2; exec "$@"'
-    return ["/bin/sh", "-c", script, "sh", *procs_files, *argv]
+def _launcher(procs_files: list[str], filter_file: Path, argv: list[str]) -> list[str]:
+    """Prefix argv with a shell that moves itself into the cgroups, then execs argv (so the pid stays) with the
+    seccomp program open on SECCOMP_FD for bwrap."""
+    script = (f'bpf=$1; shift; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; '
+              f'exec "$@" {SECCOMP_FD}< "$bpf"')
+    return ["/bin/sh", "-c", script, "sh", str(filter_file), *procs_files, "--", *argv]
 
 
 def _kill(proc: subprocess.Popen, group: RunGroup | None) -> None:

@@ -6,9 +6,10 @@ default a skeleton folder that holds nothing but mount points, into which this m
 the grader's Python environment are mounted read-only, so the container sees no more than bwrap shows.
 
 Every container runs with no network, a read-only root, an unprivileged uid, no capabilities and
-no-new-privileges, memory (no extra swap), PID and ulimit limits, size-limited tmpfs for the scratch, /tmp
-and /dev/shm, and the GPU only for gpu runtimes. The container is named per run so that the wall clock can
-remove it (killing the `run` client alone would leave it running) and so that its OOM flag can be read.
+no-new-privileges, the engine's default seccomp profile, memory (no extra swap), CPU share (--cpus), PID and
+ulimit limits, size-limited tmpfs for the scratch, /tmp and /dev/shm, and the GPU only for gpu runtimes. The
+container is named per run so that the wall clock can remove it (killing the `run` client alone would leave it
+running) and so that its OOM flag can be read.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 
 from autograder.errors import SandboxError
 from autograder.sandbox import host
-from autograder.sandbox.base import ExitReason, Mount, RunResult, RunSpec
-from autograder.sandbox.cgroups import RunGroup, sweep_stale
+from autograder.sandbox import cgroups
+from autograder.sandbox.base import ExitReason, Mount, RunResult, RunSpec, limits_record
 from autograder.sandbox.process import supervise
 
 _counter = itertools.count()
@@ -37,7 +38,8 @@ class ContainerSandbox:
     engine = ""
 
     def __init__(self, uid_base: int = 61000, image: str = "", rootfs: Path | None = None,
-                 runtime_id: str | None = None) -> None:
+                 runtime_id: str | None = None, allow_weak_limits: bool = False) -> None:
+        # allow_weak_limits changes nothing here: the engine enforces the limits itself or refuses to start.
         if shutil.which(self.engine) is None:
             raise SandboxError(f"{self.name} backend: {self.engine!r} not found")
         self.uid_base = uid_base
@@ -46,7 +48,8 @@ class ContainerSandbox:
         if self.rootfs is not None:
             _make_skeleton(self.rootfs)
         self._runtime_id = runtime_id or (image if image else host.environment_id())
-        sweep_stale()
+        self.cgroups = cgroups.hierarchy()
+        self.cgroups.sweep_stale()
 
     def runtime_id(self) -> str:
         return self._runtime_id
@@ -54,8 +57,7 @@ class ContainerSandbox:
     def run(self, spec: RunSpec) -> RunResult:
         uid = self.uid_base + spec.slot
         container = f"notebook-grader-{os.getpid()}-{next(_counter)}"
-        # Our own parent group: the engine's group for the container is gone with it, ours tells how it ended.
-        group = RunGroup.create(spec.limits.memory_mb, spec.limits.pids, same_path=True)
+        group = self._group(spec)
         if self.rootfs is not None:
             _writable_mount_point(self.rootfs, spec.scratch)
         with tempfile.TemporaryDirectory(prefix="grader-etc-") as etc:
@@ -80,7 +82,19 @@ class ContainerSandbox:
         return RunResult(reason=reason, exit_code=outcome.exit_code, stdout=outcome.stdout,
                          stderr_tail=outcome.stderr_tail, wall_seconds=outcome.wall_seconds,
                          memory_peak_mb=peak, memory_limit_reached=limit_reached,
-                         details={"uid": str(uid), "container": container})
+                         details={"uid": str(uid), "container": container, **limits_record(
+                             spec.limits, f"{self.engine}+{group.version}" if group else self.engine)})
+
+    def _group(self, spec: RunSpec) -> cgroups.RunGroup | None:
+        """Our own parent group, where the host lets us make one: the engine enforces the same limits in its group
+        below it; ours tells afterwards how the run ended (the engine's group is gone with the container)."""
+        if not self.cgroups.usable:
+            return None
+        limits = cgroups.GroupLimits(spec.limits.memory_mb, spec.limits.pids, spec.limits.cpus)
+        try:
+            return self.cgroups.create(limits, for_container=True)
+        except OSError as exc:
+            raise SandboxError(f"{self.name} backend: cannot create the run's cgroup ({exc})") from exc
 
     def command(self, spec: RunSpec, container: str, uid: int, identity: list[Mount] = (),
                 cgroup_parent: str = "") -> list[str]:
@@ -93,6 +107,7 @@ class ContainerSandbox:
             "--network", "none", "--read-only", "--user", f"{uid}:{uid}", "--hostname", "sandbox",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--memory", megabytes, "--memory-swap", megabytes, "--pids-limit", str(limits.pids),
+            "--cpus", f"{limits.cpus:g}",
             "--ulimit", "nofile=1024:1024", "--ulimit", f"nproc={limits.pids}:{limits.pids}",
             "--ulimit", f"fsize={limits.file_size_mb * 1024 * 1024}:{limits.file_size_mb * 1024 * 1024}",
             "--ulimit", f"cpu={limits.cpu_seconds}:{limits.cpu_seconds}", "--ulimit", "core=0:0",
@@ -106,6 +121,8 @@ class ContainerSandbox:
         if self.rootfs is not None:
             for directory in [*host.system_dirs(), *host.python_dirs()]:
                 argv += ["-v", f"{directory}:{directory}:ro"]
+            for masked in host.masked_python_files():  # an editable install's finder: no path to the repository
+                argv += ["-v", f"/dev/null:{masked}:ro"]
         for mount in [*identity, *spec.mounts]:
             argv += ["-v", f"{mount.source}:{mount.target}:{'rw' if mount.writable else 'ro'}"]
         environment = {"PATH": host.path_variable(), "HOME": "/tmp"} if self.rootfs else {"HOME": "/tmp"}

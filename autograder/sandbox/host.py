@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from autograder.sandbox.base import Mount
@@ -26,13 +27,24 @@ def system_dirs() -> list[str]:
 
 
 def python_dirs() -> list[str]:
-    """The interpreter, its environment and the grader package (editable installs live in the repository)."""
+    """The interpreter and its environment, never the grader's package: the only grader code a sandbox sees
+    is the runner the execution mounts itself (autograder.execute stages it)."""
     dirs = {str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}
     if Path(sys.prefix) != Path(sys.prefix).resolve():
         dirs.add(str(Path(sys.prefix)))
-    dirs.add(str(Path(__file__).resolve().parents[1]))  # .../autograder
     covered = [d for d in dirs if not any(d != o and d.startswith(o + "/") for o in dirs)]
     return sorted(d for d in covered if not d.startswith(("/usr/", "/etc/")) and d not in ("/usr", "/etc"))
+
+
+def masked_python_files() -> list[str]:
+    """Files of the environment to cover with an empty file inside the sandbox: `pip install -e .` leaves a
+    .pth and a finder module in site-packages that point the import of `autograder` at the repository."""
+    masked: set[str] = set()
+    for folder in sysconfig.get_paths(vars={"base": sys.prefix, "platbase": sys.prefix}).values():
+        for path in Path(folder).glob("__editable__*") if Path(folder).is_dir() else ():
+            if path.is_file():
+                masked.add(str(path))
+    return sorted(masked)
 
 
 def identity_files(folder: Path, uid: int) -> list[Mount]:

@@ -1,7 +1,10 @@
 """Rubric for task 3: the team's git repository (README.md, task/task1.tex, .gitignore, history) and task3.ipynb.
 
-Everything about the repository comes from the probe (probes/repo_probe.py), which ran git, latexmk and pdflatex
-inside the sandbox on a fresh clone of the committed state; here only its JSON is judged. README.md is parsed
+Everything about the repository comes from the grader's facts command (probes/repo_facts.py), which ran git,
+latexmk and pdflatex in a sandbox of its own, over the upload as submitted and a fresh clone of its committed
+state, in a process that loads no student code (the notebook's own code cannot change it); here only its JSON
+is judged. History, authors and build files are judged on the team's own work: what lies after the staff's
+template repository (rubric/template.bundle, see template_history.py). README.md is parsed
 with a real CommonMark parser (markdown-it-py, tables switched on). Thresholds come from grader.toml
 [tasks.task3.rubric].
 """
@@ -14,6 +17,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from autograder.release import TEXT_STUB
+from plain_structure import structure_of
+from template_history import Template, load_template
 
 pytestmark = pytest.mark.notebook("repo")
 
@@ -28,14 +33,48 @@ PLACEHOLDER_MESSAGES = {
     "stuff", "misc", "aktualisiert", "änderungen", "änderung", "update readme.md", "add files via upload",
     "final", "done", "fertig", "neu", "new", "save", "upload", "...", "",
 }
+# The course's diagram, included as a picture (\includegraphics, \includesvg) or as TeX code (\input of a file
+# in diagram/, e.g. a TikZ or Inkscape pdf_tex export); each names the file it includes.
+FIGURE = re.compile(r"\\include(?:graphics|svg)\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}|\\input\s*\{([^}]*diagram[^}]*)\}")
 ABSOLUTE_PATH = re.compile(r"^(?:[A-Za-z]:[/\\]|/|~|\\\\)")
 NO_REPOSITORY = ("Nicht geprüft: in der Abgabe wurde kein Git-Repository gefunden (siehe Kriterium "
                  "„Git-Repository abgegeben“).")
 
 
+class FactsUnavailable(RuntimeError):
+    """Raised when the grader's facts command did not measure the submission: the grader's fault, an error."""
+
+
+class RuntimeLacksPackage(RuntimeError):
+    """Raised when task1.tex loads a package (.sty/.cls) the grader's TeX does not have: the runtime's gap, not
+    the student's fail (the criterion is `error`; the German message for staff is in the detail)."""
+
+
+# TeX's most common first errors, said in German (TeX's own line follows each).
+TEX_MESSAGES = [
+    (re.compile(r"Undefined control sequence"), "ein unbekannter Befehl (Tippfehler oder fehlendes Paket?)"),
+    (re.compile(r"File `([^']+)' not found"), "die Datei „{0}“ wurde nicht gefunden (Pfad relativ zu task/?)"),
+    (re.compile(r"\\begin\{([^}]+)\} on input line \d+ ended by \\end\{([^}]+)\}"),
+     "die Umgebung „{0}“ wird nicht geschlossen, bevor \\end{{{1}}} kommt"),
+    (re.compile(r"Option clash for package ([\w-]+)"), "das Paket „{0}“ wird zweimal mit verschiedenen Optionen geladen"),
+    (re.compile(r"Missing \$ inserted"), "ein Formelzeichen steht außerhalb einer Formel ($ … $ fehlt)"),
+    (re.compile(r"Missing \\begin\{document\}"), "vor \\begin{document} steht Text"),
+    (re.compile(r"Environment (\S+) undefined"), "die Umgebung „{0}“ ist unbekannt (Paket nicht geladen?)"),
+]
+
+
 @pytest.fixture(scope="module")
 def facts(notebooks):
-    return notebooks["repo"].probe.get("repository") or {}
+    record = notebooks["repo"].facts
+    if not record.get("measured"):
+        raise FactsUnavailable(f"task 3 facts were not measured: {record.get('message', 'no facts.json')}")
+    return record.get("facts") or {}
+
+
+@pytest.fixture(scope="module")
+def template() -> Template:
+    """The staff's template repository: its commits and files are not the team's work."""
+    return load_template()
 
 
 def _need_repository(facts) -> None:
@@ -62,19 +101,19 @@ def test_repository(facts):
 
 
 @pytest.mark.criterion("history")
-def test_history(facts, settings):
+def test_history(facts, settings, template):
     """Mehrere Commits mit aussagekräftigen Nachrichten"""
     _need_repository(facts)
     minimum, min_chars = int(settings["min_commits"]), int(settings["min_message_chars"])
-    commits = facts.get("commits", [])
+    commits = template.team_commits(facts.get("commits", []))
     real = [c for c in commits if _is_real_message(c["subject"], min_chars)]
     placeholders = sorted({c["subject"] for c in commits if c not in real})
     hint = (" Nachrichten wie " + ", ".join(f"„{m}“" for m in placeholders[:4])
             + " sagen nicht, was sich geändert hat." if placeholders else "")
     assert len(real) >= minimum, (
-        f"Ihre Historie hat {facts.get('commit_count', len(commits))} Commit(s), davon {len(real)} mit einer "
-        f"aussagekräftigen Nachricht; nötig sind mindestens {minimum}.{hint} Committen Sie in Schritten und "
-        "beschreiben Sie jeweils, was der Commit ändert (z. B. „README.md in Markdown umgesetzt“)."
+        f"Ihre Historie hat nach der Vorlage des Kursteams {len(commits)} eigene(n) Commit(s), davon {len(real)} "
+        f"mit einer aussagekräftigen Nachricht; nötig sind mindestens {minimum}.{hint} Committen Sie in Schritten "
+        "und beschreiben Sie jeweils, was der Commit ändert (z. B. „README.md in Markdown umgesetzt“)."
     )
 
 
@@ -85,15 +124,15 @@ def _is_real_message(subject: str, min_chars: int) -> bool:
 
 
 @pytest.mark.criterion("authors")
-def test_authors(facts, settings):
+def test_authors(facts, settings, template):
     """Beide Teammitglieder haben committet"""
     _need_repository(facts)
     minimum = int(settings["min_authors"])
-    people = _distinct_authors(facts.get("commits", []))
+    people = _distinct_authors(template.team_commits(facts.get("commits", [])))
     names = ", ".join(sorted(people)) or "niemand"
     assert len(people) >= minimum, (
-        f"Alle Commits stammen von {names}; nötig sind Commits von mindestens {minimum} Personen. Jedes "
-        "Teammitglied committet unter dem eigenen Namen (git config user.name und git config user.email)."
+        f"Alle Commits nach der Vorlage des Kursteams stammen von {names}; nötig sind Commits von mindestens "
+        f"{minimum} Personen. Jedes Teammitglied committet unter dem eigenen Namen (git config user.name und git config user.email)."
     )
 
 
@@ -111,10 +150,12 @@ def _distinct_authors(commits) -> set[str]:
 
 
 @pytest.mark.criterion("no_build_files")
-def test_no_build_files(facts):
+def test_no_build_files(facts, template):
     """Keine LaTeX-Hilfsdateien im Repository"""
     _need_repository(facts)
-    committed = [f for f in facts.get("files", []) if f.lower().endswith(BUILD_SUFFIXES)]
+    blobs = facts.get("blobs", {})
+    committed = [f for f in facts.get("files", [])
+                 if f.lower().endswith(BUILD_SUFFIXES) and not template.holds(f, blobs.get(f))]  # the staff's own
     assert not committed, (
         "Diese Hilfsdateien von LaTeX sind eingecheckt und gehören nicht ins Repository: "
         + ", ".join(committed[:8]) + (" …" if len(committed) > 8 else "")
@@ -147,7 +188,7 @@ def test_latex_compiles(facts):
     _need_repository(facts)
     latex = facts.get("latex") or {}
     assert latex.get("found"), f"Die Datei {TEX_FILE} ist nicht im Repository eingecheckt."
-    graphics = re.findall(r"\\includegraphics\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}", _strip_tex_comments(latex["source"]))
+    graphics = ["".join(found) for found in FIGURE.findall(_strip_tex_comments(latex["source"]))]
     absolute = [g.strip() for g in graphics if ABSOLUTE_PATH.match(g.strip())]
     if absolute:
         pytest.fail(
@@ -157,11 +198,35 @@ def test_latex_compiles(facts):
         )
     if latex.get("timed_out"):
         pytest.fail(f"Das Übersetzen von {TEX_FILE} mit latexmk wurde nach dem Zeitlimit abgebrochen.", pytrace=False)
-    errors = "\n".join(str(latex.get("errors", "")).splitlines()[:6])
-    assert latex.get("ok"), (
-        f"{TEX_FILE} lässt sich mit latexmk -pdf (pdflatex) nicht übersetzen. Die ersten Fehlermeldungen:\n"
-        f"{errors}\nÜbersetzen Sie das Dokument vor dem Commit selbst im Ordner task mit latexmk -pdf task1.tex."
-    )
+    if latex.get("ok"):
+        return
+    first = latex.get("first_error") or {}
+    missing = str(first.get("missing", ""))
+    if missing.endswith((".sty", ".cls")) and not any(f.endswith("/" + missing) or f == missing
+                                                      for f in facts.get("files", [])):
+        raise RuntimeLacksPackage(
+            f"{TEX_FILE} lädt {missing}, das in der TeX-Installation des Graders fehlt (Zeile {first.get('line')}). "
+            "Das ist kein Fehler der Abgabe: Paket in die Laufzeitumgebung aufnehmen (Makefile APT_PACKAGES, "
+            "Container-Image) und neu bewerten."
+        )
+    pytest.fail(_latex_feedback(first, str(latex.get("errors", ""))), pytrace=False)
+
+
+def _latex_feedback(first: dict, errors: str) -> str:
+    """The first real error of the build, in German, with its line and TeX's own words."""
+    if not first:
+        shown = "\n".join(errors.splitlines()[:6])
+        return f"{TEX_FILE} lässt sich mit latexmk -pdf (pdflatex) nicht übersetzen. Die Ausgabe von LaTeX:\n{shown}"
+    tex = str(first.get("message", ""))
+    said = next((german.format(*match.groups()) for pattern, german in TEX_MESSAGES if (match := pattern.search(tex))),
+                "")
+    where = f"in Zeile {first['line']}" if first.get("line") else "beim Übersetzen"
+    lines = [f"{TEX_FILE} lässt sich mit latexmk -pdf (pdflatex) nicht übersetzen. Der erste Fehler steht {where}"
+             + (f": {said}." if said else ".")]
+    lines.append(f"LaTeX meldet: {tex}")
+    if first.get("context"):
+        lines.append(f"An dieser Stelle: {first['context']}")
+    return "\n".join(lines)
 
 
 @pytest.mark.criterion("latex_content")
@@ -177,7 +242,7 @@ def test_latex_content(facts):
         "eine Formel": re.search(r"\$[^$]+\$|\\\[|\\\(|\\begin\{(?:equation|align|gather|multline|displaymath|math)\*?\}", source),
         "ein Code-Listing (lstlisting, verbatim oder minted)":
             re.search(r"\\begin\{(?:lstlisting|verbatim|Verbatim|minted)\}|\\lstinputlisting|\\inputminted", source),
-        "das Diagramm (\\includegraphics)": re.search(r"\\includegraphics", source),
+        "das Diagramm (\\includegraphics, \\includesvg oder \\input)": FIGURE.search(source),
     }
     missing = [what for what, ok in checks.items() if not ok]
     assert not missing, (
@@ -186,8 +251,8 @@ def test_latex_content(facts):
 
 
 @pytest.mark.criterion("readme")
-def test_readme_structure(facts, settings):
-    """README.md ist Markdown mit Überschriften, Liste, Tabelle, Link und Codeblock"""
+def test_readme_structure(facts, settings, template):
+    """README.md setzt die Struktur von read_me.txt in Markdown um"""
     _need_repository(facts)
     readme = facts.get("readme")
     assert readme, (
@@ -198,13 +263,16 @@ def test_readme_structure(facts, settings):
     kinds = {t.type for t in tokens}
     inline = {child.type for t in tokens if t.children for child in t.children}
     headings = sum(1 for t in tokens if t.type == "heading_open")
-    minimum = int(settings["readme_min_headings"])
+    # Only what read_me.txt (the template version the team started from) has is asked for.
+    plain = structure_of(template.read_me(facts.get("commits", [])))
+    minimum = min(int(settings["readme_min_headings"]), plain.sections)
     checks = {
-        f"Überschriften (mindestens {minimum}, z. B. „## Team“; gefunden: {headings})": headings >= minimum,
-        "eine Liste (Zeilen mit „- “ oder „1. “)": {"bullet_list_open", "ordered_list_open"} & kinds,
-        "eine Tabelle (| Spalte | Spalte | mit Trennzeile |---|---|)": "table_open" in kinds,
-        "ein Link ([Text](https://…) oder <https://…>)": "link_open" in inline,
-        "ein Codeblock (``` … ``` oder eingerückt)": {"fence", "code_block"} & kinds,
+        f"Überschriften (mindestens {minimum}, z. B. „## Team“; gefunden: {headings})": (plain.sections == 0
+                                                                                        or headings >= minimum),
+        "eine Liste (Zeilen mit „- “ oder „1. “)": not plain.lists or {"bullet_list_open", "ordered_list_open"} & kinds,
+        "eine Tabelle (| Spalte | Spalte | mit Trennzeile |---|---|)": not plain.tables or "table_open" in kinds,
+        "ein Link ([Text](https://…) oder <https://…>)": not plain.links or "link_open" in inline,
+        "ein Codeblock (``` … ``` oder eingerückt)": not plain.code or {"fence", "code_block"} & kinds,
     }
     missing = [what for what, ok in checks.items() if not ok]
     assert not missing, (

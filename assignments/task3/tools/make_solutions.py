@@ -6,9 +6,11 @@ and its expected.toml; only wrong_zip_without_git holds `repo.zip`, the working 
 is uploaded as it is. `grader sample` turns a bundle into what a team uploads: the repository as a ZIP with
 its .git, or (`upload = "bundle"`) the bundle itself beside the notebook.
 
-Each repository starts from the release (`grader release task3`: template + student notebook) and is built
-commit by commit with fixed authors and dates; the notebook is filled with the variant's answers and executed
-in the working tree (nbclient, the venv's python3 kernel) before the commit that adds it, as a student would.
+The staff's template repository (template/ committed by the course team) is stored as rubric/template.bundle:
+the rubric counts only what lies after its commits as the team's work. Each repository starts from the release
+(`grader release task3`: template + student notebook), re-rooted or (`on_template`) cloned from the template's
+history, and is built commit by commit with fixed authors and dates; the notebook is filled with the variant's
+answers and executed in the working tree (nbclient, the venv's python3 kernel) before the commit that adds it, as a student would.
 Everything here runs on our own, trusted files.
 
     .venv/bin/python assignments/task3/tools/make_solutions.py            # all solutions
@@ -32,6 +34,68 @@ TASK_DIR = Path(__file__).resolve().parents[1]
 REPO = TASK_DIR.parents[1]
 SOLUTIONS = TASK_DIR / "solutions"
 NOTEBOOK = "task3.ipynb"
+# The staff's template repository (template/ with its history), what students start from; the rubric reads it.
+TEMPLATE_BUNDLE = TASK_DIR / "rubric" / "template.bundle"
+TEMPLATE_COMMITS = [("Vorlage für Aufgabe 3: read_me.txt und Aufgabentext", ["read_me.txt", "task"]),
+                    ("Code und Ablaufdiagramm aus Aufgabe 1 ergänzt", ["code", "diagram"])]
+# The template's read_me.txt of the year before (no table); its first commit in the template's history, so a team
+# that started from it is recognised and asked only for the structure this text has.
+READ_ME_PREVIOUS = """Aufgabe 3 - Git, Markdown und LaTeX
+
+Dieses Repository gehört zum Kurs "Werkzeuge für das wissenschaftliche Arbeiten".
+
+Team
+
+Name 1
+Name 2
+
+Ordner
+
+code: Python-Code aus Aufgabe 1
+diagram: Ablaufdiagramm
+task: Aufgabentext (task1.txt) und seine LaTeX-Fassung (task1.tex)
+
+Übersetzen
+
+Im Ordner task:
+
+    latexmk -pdf task1.tex
+
+Links
+
+Git: https://git-scm.com/doc
+Markdown: https://commonmark.org/help/
+"""
+PREVIOUS_TEMPLATE_COMMIT = "Vorlage des Vorjahres: read_me.txt"
+
+README_WITHOUT_TABLE = r"""# Aufgabe 3 – Git, Markdown und LaTeX
+
+Dieses Repository gehört zum Kurs *Werkzeuge für das wissenschaftliche Arbeiten*.
+
+## Team
+
+- Lena Schmidt
+- Jonas Müller
+
+## Ordner
+
+- `code`: Python-Code aus Aufgabe 1
+- `diagram`: Ablaufdiagramm
+- `task`: Aufgabentext (`task1.txt`) und seine LaTeX-Fassung (`task1.tex`)
+
+## Übersetzen
+
+Im Ordner `task`:
+
+```
+latexmk -pdf task1.tex
+```
+
+## Links
+
+- Git: <https://git-scm.com/doc>
+- Markdown: <https://commonmark.org/help/>
+"""
 
 LENA = ("Lena Schmidt", "lena.schmidt@stud.example.edu")
 JONAS = ("Jonas Müller", "jonas.mueller@stud.example.edu")
@@ -230,6 +294,67 @@ def mittelwert(werte):
 \end{document}
 """
 
+# As real documents of the course are written: latex-extra packages (enumitem, titlesec) and the diagram as SVG
+# with \includesvg (svg package: Inkscape through shell escape).
+TEX_LATEX_EXTRA = r"""\documentclass[a4paper,11pt]{article}
+\usepackage[T1]{fontenc}
+\usepackage[ngerman]{babel}
+\usepackage{lmodern}
+\usepackage{amsmath}
+\usepackage{enumitem}
+\usepackage{titlesec}
+\usepackage{svg}
+\usepackage{listings}
+\titleformat{\section}{\large\sffamily\bfseries}{\thesection}{1em}{}
+\setlist[itemize]{noitemsep}
+
+\begin{document}
+\section{Einleitung}
+In dieser Aufgabe berechnen Sie einfache Kennzahlen einer Messreihe.
+
+\section{Teilaufgaben}
+\begin{enumerate}[label=(\alph*)]
+  \item Legen Sie eine Liste mit mindestens zehn Messwerten an.
+  \item Berechnen Sie Mittelwert und Standardabweichung.
+  \item Stellen Sie den Ablauf als Diagramm dar.
+\end{enumerate}
+
+\section{Formeln}
+\[ \bar{x} = \frac{1}{n} \sum_{i=1}^{n} x_i, \qquad s = \sqrt{\frac{1}{n-1} \sum_{i=1}^{n} (x_i - \bar{x})^2} \]
+
+\section{Code}
+\begin{lstlisting}[language=Python]
+def mittelwert(werte):
+    return sum(werte) / len(werte)
+\end{lstlisting}
+
+\section{Diagramm}
+\begin{figure}[h]
+  \centering
+  \includesvg[width=0.6\textwidth]{../diagram/ablauf}
+  \caption{Ablauf des Programms}
+\end{figure}
+
+\section{Hinweise}
+\begin{itemize}
+  \item Kommentieren Sie Ihren Code.
+  \item Abgabe als Teil Ihres Repositorys.
+\end{itemize}
+\end{document}
+"""
+
+DIAGRAM_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="360" height="60" viewBox="0 0 360 60">
+  <g font-family="sans-serif" font-size="14" fill="none" stroke="black">
+    <rect x="5" y="10" width="100" height="40"/><rect x="130" y="10" width="100" height="40"/>
+    <rect x="255" y="10" width="100" height="40"/>
+    <path d="M105 30 H130 M230 30 H255"/>
+  </g>
+  <g font-family="sans-serif" font-size="14">
+    <text x="20" y="35">Einlesen</text><text x="140" y="35">Berechnen</text><text x="270" y="35">Ausgeben</text>
+  </g>
+</svg>
+"""
+
 GITIGNORE = """# LaTeX-Hilfsdateien
 *.aux
 *.log
@@ -335,6 +460,11 @@ class Variant:
     zip_folder: str = ""  # the ZIP holds the repository in this folder (else at its root)
     untouched: bool = False  # the release as the course hands it out, one commit, nothing done
     without_git: bool = False  # stored (and uploaded) as repo.zip of the working tree, the .git left out
+    on_template: bool = False  # cloned from the staff's template repository (its history kept), not re-rooted
+    one_upload: bool = False  # all the work in one commit (as GitHub's "Add files via upload" makes it)
+    figures: dict[str, str] = field(default_factory=dict)  # files committed with task1.tex (path: text)
+    read_me_txt: str | None = None  # the template's read_me.txt the team started from (None: this year's)
+    rerooted_by: tuple | None = None  # a fresh root whose first commit, by this person, re-adds the template files
 
 
 VARIANTS = [
@@ -353,6 +483,14 @@ VARIANTS = [
             formulas=FORMULAS_ONE_BLOCK),
     Variant("alt_many_formulas", "Viele Formeln: equation-Umgebung direkt in Markdown, Fließtextformeln, "
             "maskiertes Dollarzeichen", formulas=FORMULAS_MANY),
+    Variant("alt_latex_extra_svg", "task1.tex wie auf dem Rechner der Studierenden: enumitem, titlesec und das "
+            "Diagramm als SVG mit \\includesvg (Inkscape über Shell-Escape)", tex=TEX_LATEX_EXTRA,
+            figures={"diagram/ablauf.svg": DIAGRAM_SVG}),
+    Variant("alt_readme_without_table", "Mit der read_me.txt des Vorjahres (ohne Tabelle) begonnen; die README "
+            "setzt deren Struktur um und hat keine Tabelle", readme=README_WITHOUT_TABLE, read_me_txt=READ_ME_PREVIOUS),
+    Variant("wrong_rerooted_template_solo", "Neue Wurzel: ein Teammitglied committet nur die Dateien der Vorlage "
+            "(am Inhalt als Vorlage erkannt), alle Arbeit danach stammt von einer Person", ["repo.authors"],
+            authors=(LENA,) * 5, rerooted_by=JONAS, messages=["Notebook der Aufgabe 3 hinzugefügt", *MESSAGES[1:]]),
     Variant("wrong_zip_without_git", "Das Repository als ZIP ohne den versteckten Ordner .git hochgeladen",
             ["repo.repository", "repo.history", "repo.authors", "repo.no_build_files", "repo.gitignore", "repo.latex",
              "repo.latex_content", "repo.readme", "repo.history_shown"], without_git=True),
@@ -374,6 +512,12 @@ VARIANTS = [
             "und hochgeladen", ["repo.outputs", "repo.history", "repo.authors", "repo.readme", "repo.gitignore",
                                 "repo.latex_content", "repo.formulas", "repo.history_shown", "repo.no_errors"],
             untouched=True),
+    Variant("wrong_solo_on_template", "Eine Person allein auf der Vorlage des Kursteams (dessen Commits zählen nicht "
+            "als zweite Person)", ["repo.authors"], authors=(LENA,) * 5, on_template=True,
+            messages=["Notebook der Aufgabe 3 hinzugefügt", *MESSAGES[1:]]),
+    Variant("wrong_template_one_upload", "Nur die Historie der Vorlage und ein einziger Commit „Add files via "
+            "upload“ mit der ganzen Arbeit", ["repo.history", "repo.authors"], on_template=True, one_upload=True,
+            messages=["Add files via upload"]),
 ]
 
 
@@ -446,12 +590,42 @@ def commit(tree: Path, number: int, author: tuple, message: str, paths: list[str
     })
 
 
-def build(variant: Variant, released: Path, tmp: Path) -> Path:
+def template_history(tmp: Path) -> Path:
+    """The staff's template repository: template/ committed by the course team (before any student), stored
+    as the bundle students' repositories are compared with; returns its working tree."""
+    tree = tmp / "template-repository"
+    tree.mkdir()
+    git(tree, "init", "-q", "-b", "main")
+    (tree / "read_me.txt").write_text(READ_ME_PREVIOUS, encoding="utf-8")
+    commit(tree, -len(TEMPLATE_COMMITS) - 2, COURSE, PREVIOUS_TEMPLATE_COMMIT, ["read_me.txt"])
+    shutil.copytree(TASK_DIR / "template", tree, dirs_exist_ok=True)
+    for number, (message, paths) in enumerate(TEMPLATE_COMMITS):
+        commit(tree, number - len(TEMPLATE_COMMITS) - 1, COURSE, message, paths)
+    TEMPLATE_BUNDLE.unlink(missing_ok=True)
+    git(tree, "bundle", "create", "-q", str(TEMPLATE_BUNDLE), "--all")
+    return tree
+
+
+def build(variant: Variant, released: Path, tmp: Path, template: Path) -> Path:
     """The variant's repository, commit by commit, in tmp/<name>; returns its working tree."""
     tree = tmp / variant.name
-    shutil.copytree(released, tree)
-    git(tree, "init", "-q", "-b", "main")
+    if variant.on_template:  # cloned from the course's repository; the release adds the notebook to it
+        git(tmp, "clone", "-q", str(template), str(tree))
+        git(tree, "remote", "remove", "origin")
+        shutil.copytree(released, tree, dirs_exist_ok=True)
+    elif variant.rerooted_by:  # the template's files (not its history) committed anew, then the notebook added
+        shutil.copytree(TASK_DIR / "template", tree)
+        git(tree, "init", "-q", "-b", "main")
+        commit(tree, -1, variant.rerooted_by, "Initial commit", ["."])
+        shutil.copytree(released, tree, dirs_exist_ok=True)
+    else:
+        shutil.copytree(released, tree)
+        git(tree, "init", "-q", "-b", "main")
+    if variant.read_me_txt is not None:
+        (tree / "read_me.txt").write_text(variant.read_me_txt, encoding="utf-8")
     nb = student_notebook(released, variant)
+    if variant.one_upload:
+        return _one_upload(variant, nb, tree)
     if variant.untouched:
         commit(tree, 0, COURSE, "Vorlage für Aufgabe 3", ["."])
         return tree
@@ -476,9 +650,22 @@ def build(variant: Variant, released: Path, tmp: Path) -> Path:
             (tree / ".gitignore").write_text(variant.gitignore, encoding="utf-8")
             commit(tree, number, authors[number], messages[number], [".gitignore"])
         else:
-            commit(tree, number, authors[number], messages[number], ["task"])
+            for path, text in variant.figures.items():
+                (tree / path).write_text(text, encoding="utf-8")
+            commit(tree, number, authors[number], messages[number], ["task", *variant.figures])
     nbformat.write(execute(nb, tree), tree / NOTEBOOK)
     commit(tree, 4, authors[4], messages[4], [NOTEBOOK])
+    return tree
+
+
+def _one_upload(variant: Variant, nb: nbformat.NotebookNode, tree: Path) -> Path:
+    """All the work done locally and uploaded in one commit on top of the template."""
+    (tree / "README.md").write_text(variant.readme, encoding="utf-8")
+    (tree / "read_me.txt").unlink()
+    (tree / "task" / "task1.tex").write_text(variant.tex, encoding="utf-8")
+    (tree / ".gitignore").write_text(variant.gitignore, encoding="utf-8")
+    nbformat.write(execute(nb, tree), tree / NOTEBOOK)
+    commit(tree, 0, variant.authors[0], variant.messages[0], ["."])
     return tree
 
 
@@ -511,8 +698,9 @@ def main(names: list[str]) -> None:
     chosen = [v for v in VARIANTS if not names or v.name in names]
     with tempfile.TemporaryDirectory(prefix="task3-solutions-") as tmp:
         released = release(Path(tmp))
+        template = template_history(Path(tmp))
         for variant in chosen:
-            tree = build(variant, released, Path(tmp))
+            tree = build(variant, released, Path(tmp), template)
             store(variant, tree)
             print(f"{variant.name}: {git(tree, 'rev-list', '--count', 'HEAD').strip()} commits")
 
