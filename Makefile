@@ -13,15 +13,26 @@ DEMO := demo
 # recommended packages such as listings and KOMA-Script, German babel, Latin Modern fonts; about 210 MB installed).
 APT_PACKAGES := bubblewrap util-linux libseccomp2 podman runc wordnet-base wordnet-sense-index git texlive-latex-base \
 	texlive-latex-recommended texlive-lang-german latexmk lmodern
-# The cgroup v2 VM of tests/test_cgroup2_vm.py: busybox for its initramfs, and qemu where KVM runs hardware-
-# virtualised guests (elsewhere it boots user-mode Linux, unpacked from Debian's package: docs/cgroup2-vm.md).
-APT_PACKAGES += busybox-static $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86)
-# The review page's browser tests (tests/test_review.py): Playwright drives Debian's headless chromium.
-APT_PACKAGES += chromium
 # Task 3: the TeX a student's machine has: latex-extra (enumitem, titlesec, svg) and Inkscape for \includesvg.
 APT_PACKAGES += texlive-latex-extra inkscape
+# Only the tests need these, so `make demo` does not wait for them: the cgroup v2 VM of tests/test_cgroup2_vm.py
+# (busybox for its initramfs, and qemu where KVM runs hardware-virtualised guests; elsewhere it boots user-mode
+# Linux, unpacked from Debian's package: docs/cgroup2-vm.md), and Debian's headless chromium, which Playwright
+# drives in the review page's browser tests (tests/test_review.py).
+TEST_APT_PACKAGES := busybox-static $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86) \
+	chromium
 
-.PHONY: demo test test-fast setup data system-packages lock clean
+# Installs the Debian packages given that are missing (one apt-get call), and python3-venv where venv is missing.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+.PHONY: demo test test-fast setup data system-packages test-system-packages lock clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -30,12 +41,10 @@ data: setup
 	$(GRADER) data
 
 system-packages:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(APT_PACKAGES))
+
+test-system-packages:
+	$(call apt_install,$(TEST_APT_PACKAGES))
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +69,7 @@ demo: data
 	done
 	@echo "Upload $(DEMO)/Upload-<task>.csv to Moodle (Grading action: Upload grading worksheet)."
 
-test: data
+test: data test-system-packages
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 --durations=15
 
