@@ -54,6 +54,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 # The demo works in its own folder (demo/), next to the course's real data, never on it: for each task, a
 # Moodle export generated from the task's solutions goes through import -> grade -> status -> export.
+# This machine has no GPU, so task 5's fine-tuning runs in fast mode and its verdicts are provisional: a
+# course's export leaves those out; the demo includes them (--include-provisional) to show a whole worksheet.
 DEMO_TASKS := task3 task4 task5
 demo: data
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
@@ -65,7 +67,8 @@ demo: data
 		$(GRADER) -c $(DEMO)/grader.toml import $$task $(DEMO)/moodle-$$task/*.zip --worksheet $(DEMO)/moodle-$$task/Grades-*.csv; \
 		$(GRADER) -c $(DEMO)/grader.toml grade $$task; \
 		$(GRADER) -c $(DEMO)/grader.toml status $$task; \
-		$(GRADER) -c $(DEMO)/grader.toml export $$task --worksheet $(DEMO)/moodle-$$task/Grades-*.csv --out $(DEMO)/Upload-$$task.csv; \
+		$(GRADER) -c $(DEMO)/grader.toml export $$task --worksheet $(DEMO)/moodle-$$task/Grades-*.csv --out $(DEMO)/Upload-$$task.csv \
+			--include-provisional; \
 	done
 	@echo "Upload $(DEMO)/Upload-<task>.csv to Moodle (Grading action: Upload grading worksheet)."
 
