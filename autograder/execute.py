@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -69,6 +69,7 @@ class ExecutionOutcome:
     wall_seconds: float
     memory_peak_mb: float | None
     folder: Path
+    limits: dict = field(default_factory=dict)  # what the sandbox enforced (execution.json's "sandbox")
 
 
 class Executor:
@@ -294,6 +295,7 @@ class Executor:
         return ExecutionOutcome(
             key=key, reason=reason, runner_status=summary["runner_status"], message=summary["message"],
             wall_seconds=result.wall_seconds, memory_peak_mb=result.memory_peak_mb, folder=out,
+            limits=dict(result.details),
         )
 
 

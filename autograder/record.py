@@ -49,23 +49,13 @@ def record_execution(engine: Engine, outcome: ExecutionOutcome, notebook_id: str
             key=outcome.key, notebook_id=notebook_id, notebook_sha256=notebook_sha, backend=backend,
             runtime=runtime, exit_reason=outcome.reason.value, runner_status=outcome.runner_status,
             message=outcome.message[:2000], wall_seconds=outcome.wall_seconds,
-            memory_peak_mb=outcome.memory_peak_mb, limits=json.dumps(_limits_in_force(outcome.folder)),
+            memory_peak_mb=outcome.memory_peak_mb, limits=json.dumps(outcome.limits),
             folder=str(outcome.folder.relative_to(runs_root)),
         )
         session.add(execution)
         session.commit()
         session.refresh(execution)
         return execution
-
-
-def _limits_in_force(folder: Path) -> dict:
-    """What the sandbox reported about the limits it enforced (execution.json's "sandbox"), or {}."""
-    try:
-        summary = json.loads((folder / "execution.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    sandbox = summary.get("sandbox") if isinstance(summary, dict) else None
-    return sandbox if isinstance(sandbox, dict) else {}
 
 
 def has_run(engine: Engine, submission_id: int, grading_key: str) -> bool:
