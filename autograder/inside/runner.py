@@ -29,6 +29,10 @@ import threading
 import time
 from pathlib import Path
 
+# Keeps jsonschema (under nbformat) from building rfc3987_syntax's grammar at import, seconds of every run for
+# formats no notebook uses (the grader's own processes do the same in autograder/__init__.py).
+sys.modules.setdefault("rfc3987_syntax", None)
+
 KERNEL_NAME = "grader-python3"
 CELL_TIMEOUT_ENAME = "CellTimeoutError"
 PARAMETERS_TAG = "parameters"  # papermill injects its parameters cell after the first cell tagged so
