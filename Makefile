@@ -18,9 +18,10 @@ APT_PACKAGES += texlive-latex-extra inkscape
 # Only the tests need these, so `make demo` does not wait for them: the cgroup v2 VM of tests/test_cgroup2_vm.py
 # (busybox for its initramfs, and qemu where KVM runs hardware-virtualised guests; elsewhere it boots user-mode
 # Linux, unpacked from Debian's package: docs/cgroup2-vm.md), and Debian's headless chromium, which Playwright
-# drives in the review page's browser tests (tests/test_review.py).
+# drives in the review page's browser tests (tests/test_review.py); sudo, through which an ordinary user's grader
+# starts the sandbox launcher (tests/test_privilege_split.py).
 TEST_APT_PACKAGES := busybox-static $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86) \
-	chromium
+	chromium mmdebstrap sudo
 
 # Installs the Debian packages given that are missing (one apt-get call), and python3-venv where venv is missing.
 define apt_install
@@ -32,7 +33,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test test-fast setup data system-packages test-system-packages lock clean
+.PHONY: demo test test-fast setup data system-packages test-system-packages lock clean runtime runtime-verify benchmark
 
 setup: system-packages $(VENV)/.installed
 
@@ -56,14 +57,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 # Moodle export generated from the task's solutions goes through import -> grade -> status -> export.
 # This machine has no GPU, so task 5's fine-tuning runs in fast mode and its verdicts are provisional: a
 # course's export leaves those out; the demo includes them (--include-provisional) to show a whole worksheet.
+# A representative sample of each task's solutions (the reference, alternatives and mistakes), so a newcomer
+# sees a graded export within minutes; the tests grade every solution.
 DEMO_TASKS := task3 task4 task5
+DEMO_PICK := 6
 demo: data
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	cp grader.toml $(DEMO)/grader.toml
 	ln -s ../assignments $(DEMO)/assignments
 	ln -s ../.offline-data $(DEMO)/.offline-data
 	set -e; for task in $(DEMO_TASKS); do \
-		$(GRADER) -c $(DEMO)/grader.toml sample $$task --out $(DEMO)/moodle-$$task; \
+		$(GRADER) -c $(DEMO)/grader.toml sample $$task --pick $(DEMO_PICK) --out $(DEMO)/moodle-$$task; \
 		$(GRADER) -c $(DEMO)/grader.toml import $$task $(DEMO)/moodle-$$task/*.zip --worksheet $(DEMO)/moodle-$$task/Grades-*.csv; \
 		$(GRADER) -c $(DEMO)/grader.toml grade $$task; \
 		$(GRADER) -c $(DEMO)/grader.toml status $$task; \
@@ -72,7 +76,17 @@ demo: data
 	done
 	@echo "Upload $(DEMO)/Upload-<task>.csv to Moodle (Grading action: Upload grading worksheet)."
 
-test: data test-system-packages
+# The CPU runtime image (runtimes/README.md), which tests/test_runtime_image.py grades in: built from Debian's
+# and the Python registry's packages with mmdebstrap, kept in podman's store under a hash of its inputs, so this
+# is a no-op (seconds) until the lock, the recipe or the offline data change; then it takes 10-30 minutes here.
+# runtime-verify builds the image a second time and says whether the digest came out the same (once per image).
+runtime: data test-system-packages
+	runtimes/build.sh cpu
+
+runtime-verify: runtime
+	runtimes/build.sh --verify cpu
+
+test: data test-system-packages runtime
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 --durations=15
 
@@ -81,6 +95,13 @@ test: data test-system-packages
 test-fast: setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not sandbox and not slow" -p no:randomly
+
+# Issue 16's benchmark: task 5's clustering notebook graded by plain papermill, nbgrader autograde and `grader
+# grade` (1 and 2 workers), the fixed overhead per submission and a regrade; ends with a RESULT line. 40
+# submissions take long on 2 cores: `make benchmark BENCHMARK_ARGS=--quick` runs 8 in a few minutes.
+BENCHMARK_ARGS ?=
+benchmark: data
+	$(BIN)/python benchmarks/grade_throughput.py $(BENCHMARK_ARGS)
 
 # Regenerate requirements.lock (with hashes) from requirements.in; needs network access to the registry.
 lock:

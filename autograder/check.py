@@ -2,18 +2,17 @@
 
 Two kinds of criteria: the grader's own per notebook (handed in, executed to the end within the limits,
 optionally "uploaded with outputs"), and the task's rubric (plain pytest under assignments/TASK/rubric/, run
-by `python -m pytest` with the autograder.rubric plugin, outside the sandbox). The rubric reads only the
-checked files of the executions. Which criteria are required (decide) and which are advice (only shown) is
-grader.toml's `[tasks.X.criteria]`, applied here to both kinds. Verdict: pass when every required criterion
-passes; error when no task notebook was handed in at all (nothing could be graded); else fail.
+with the autograder.rubric plugin outside the sandbox, in a rubric worker process that serves one submission
+after another: autograder.rubric_pool). The rubric reads only the checked files of the executions. Which
+criteria are required (decide) and which are advice (only shown) is grader.toml's `[tasks.X.criteria]`,
+applied here to both kinds. Verdict: pass when every required criterion passes; error when no task notebook
+was handed in at all (nothing could be graded); else fail.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from autograder.config import Config, TaskConfig
 from autograder.criteria import INTERNAL_ERROR_MESSAGE, Criterion, State, verdict_of
 from autograder.errors import ConfigError, RubricError
 from autograder.execute import ExecutionOutcome
+from autograder.rubric_pool import RubricPool, RubricTimeout
 from autograder.sandbox import ExitReason
 
 MAX_UPLOAD_NOTEBOOK_BYTES = 64 * 1024 * 1024
@@ -50,8 +50,15 @@ class SubmittedNotebook:
     outcome: ExecutionOutcome | None
 
 
-def judge(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook], problem: str = "") -> Judgement:
+def judge(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook], problem: str = "",
+          public_only: bool = False, rubric: RubricPool | None = None) -> Judgement:
     """All criteria of one submission and its verdict; a fault of the grader is an `error`, never raised.
+
+    `rubric`: the task's rubric workers (rubric_workers), shared by the submissions of a run; without it, the
+    rubric starts a process of its own for this submission.
+
+    `public_only` (the student's self-check, autograder.selfcheck): only the rubric's public criteria run
+    (autograder.rubric.is_hidden), and the markings of hidden ones are not expected to be reported.
 
     When nothing gradable was handed in, the verdict is `error` too (no grade, the student must upload again),
     but the criteria say why as the student's failure: the import's `problem` text, if it has one.
@@ -66,10 +73,13 @@ def judge(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook], 
         criteria += _builtin_criteria(task, item)
     started = time.monotonic()
     try:
-        criteria += run_rubric(config, task, notebooks)
+        criteria += run_rubric(config, task, notebooks, public_only=public_only, rubric=rubric)
     except RubricError as exc:
         criteria.append(grader_fault("rubric", "Rubrik ausgeführt", str(exc)))
     else:
+        if public_only:
+            return Judgement(verdict_of(marked(task, criteria)), marked(task, criteria),
+                             rubric_seconds=time.monotonic() - started)
         try:
             _check_marked_exist(task, criteria)
         except ConfigError as exc:
@@ -124,30 +134,47 @@ def rubric_hash(config: Config, task: TaskConfig) -> str:
     return digest.hexdigest()
 
 
-def run_rubric(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook]) -> list[Criterion]:
-    """Run the task's rubric over the executions in a fresh pytest process; RubricError if it cannot run."""
+def rubric_workers(config: Config, task: TaskConfig, warm: int = 0) -> RubricPool:
+    """The task's rubric workers for one grading run (a context manager that stops them at its end): each starts
+    once and then serves submission after submission, instead of a process per submission. `warm` of them start
+    now (one per grading thread), so that they load while the first notebooks run."""
+    folder = rubric_dir(config, task)
+    pool = RubricPool(folder)
+    return pool.warm(warm) if folder.is_dir() else pool  # no folder: run_rubric says so, per submission
+
+
+def run_rubric(config: Config, task: TaskConfig, notebooks: list[SubmittedNotebook],
+               public_only: bool = False, rubric: RubricPool | None = None) -> list[Criterion]:
+    """Run the task's rubric over the executions in a worker of `rubric` (else one of its own, for this
+    submission only); RubricError if it cannot run.
+    With `public_only`, tests that need hidden material are deselected (`--grader-public-only`)."""
     folder = rubric_dir(config, task)
     if not folder.is_dir():
         raise RubricError(f"task {task.id}: rubric folder {folder} not found")
+    if rubric is None:
+        with rubric_workers(config, task) as own:
+            return run_rubric(config, task, notebooks, public_only, own)
     with tempfile.TemporaryDirectory(prefix="grader-rubric-") as tmp:
         manifest, report = Path(tmp) / "manifest.json", Path(tmp) / "report.json"
         manifest.write_text(json.dumps(_manifest(config, task, notebooks)), encoding="utf-8")
         argv = [
-            sys.executable, "-m", "pytest", str(folder), "-p", "autograder.rubric",
+            str(folder), "-p", "autograder.rubric",
             f"--grader-manifest={manifest}", f"--grader-report={report}",
             "--assert=plain", "-q", "--no-header", "-p", "no:cacheprovider", "-p", "no:randomly",
             f"--rootdir={folder}", "-c", "/dev/null", "-W", "ignore::DeprecationWarning",
+            *(["--grader-public-only"] if public_only else []),
         ]
         timeout = task.rubric_timeout
         try:
-            proc = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=timeout,
-                                  env=_rubric_environment())
-        except subprocess.TimeoutExpired:
-            raise RubricError(f"task {task.id}: rubric ran longer than {timeout} s") from None
-        # pytest exit codes: 0 all passed, 1 some failed; anything else means the rubric itself is broken.
-        if proc.returncode not in (0, 1) or not report.exists():
-            last = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-            raise RubricError(f"task {task.id}: rubric could not run (pytest exit {proc.returncode}): {last[0]}")
+            run = rubric.run(argv, timeout)
+        except RubricTimeout as exc:
+            raise RubricError(f"task {task.id}: rubric ran longer than {exc.seconds:g} s") from None
+        except OSError as exc:
+            raise RubricError(f"task {task.id}: rubric worker could not start: {exc}") from None
+        # pytest exit codes: 0 all passed, 1 some failed (5: nothing left to run once hidden tests are
+        # deselected); anything else, or a worker that died, means the rubric itself is broken.
+        if not run.answered or run.exit_code not in ((0, 1, 5) if public_only else (0, 1)) or not report.exists():
+            raise RubricError(f"task {task.id}: rubric could not run (pytest exit {run.exit_code}): {run.last_line}")
         try:
             return [Criterion.model_validate(entry) for entry in json.loads(report.read_text(encoding="utf-8"))]
         except (ValueError, TypeError) as exc:
@@ -168,15 +195,6 @@ def _manifest(config: Config, task: TaskConfig, notebooks: list[SubmittedNoteboo
             for item in notebooks
         },
     }
-
-
-def _rubric_environment() -> dict[str, str]:
-    import os
-
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg", PYTHONHASHSEED="0")
-    return env
 
 
 # --- The grader's own criteria ----------------------------------------------------------------------------

@@ -6,8 +6,11 @@ any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
+import signal
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -36,6 +39,7 @@ class ExitCode(enum.IntEnum):
     EXPORT = 8  # writing worksheet or feedback
     ERROR = 9  # any other GraderError
     GRADED_WITH_ERRORS = 10  # grade finished every submission, but some verdicts are `error` (grader faults)
+    INTERRUPTED = 130  # Ctrl-C stopped grade: finished submissions recorded, the rest pending (128 + SIGINT)
 
 
 _EXIT_CODES = {
@@ -131,20 +135,29 @@ def import_(
 def grade(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task id from grader.toml."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Submissions at once (default: grader.toml)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Submissions at once (default: "
+                                          "grader.toml, else min(cores, available memory // the task's memory_mb))."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Sandbox backend (default: grader.toml)."),
     only: Optional[list[str]] = typer.Option(None, "--only", help="Grade only this participant id (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Grade again even where a result exists."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="Fast mode (small subsets, CPU); default from grader.toml."),
     allow_weak_limits: bool = typer.Option(False, "--allow-weak-limits", help="Grade even where cgroups cannot enforce "
                                            "the limits (rlimits only, no CPU share); the runs are marked rlimit-weak."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run the notebooks on the workers of this Dask "
+                                          "scheduler (tcp://HOST:PORT; the course folder shared at the same path); "
+                                          "rubrics and the database stay here, --workers rubrics at once."),
+    status_every: float = typer.Option(30.0, "--status-every", min=0.1, help="Seconds between status lines when the "
+                                       "output is not a terminal (a log): done/total, verdicts, ETA, what runs now."),
 ) -> None:
-    """Run every submission that has no result for its current content (or all with --force)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """Run every submission that has no result for its current content (or all with --force).
 
+    Shows live progress (done/total, verdicts so far, elapsed, ETA, the submissions running now). Ctrl-C stops
+    every running sandbox: finished submissions are recorded, the rest stay pending for the next run (exit 130).
+    """
     from autograder.execute import ensure_sandbox_ready
-    from autograder.grade import Callbacks, grade_task
+    from autograder.grade import grade_task
     from autograder.placement import Placer
+    from autograder.progress import progress_view
 
     config = _config(ctx)
     task_config = config.task(task)
@@ -152,20 +165,21 @@ def grade(
     placer = Placer(config, backend=backend, fast_mode=fast, allow_weak_limits=allow_weak_limits)
     for sandbox in placer.sandboxes(task_config):
         ensure_sandbox_ready(sandbox)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        bar = progress.add_task(f"grading {task}", total=None)
-        callbacks = Callbacks(
-            on_plan=lambda to_grade, skipped: progress.update(bar, total=to_grade),
-            on_submission_done=lambda item, judgement: (
-                progress.advance(bar),
-                progress.console.print(f"  {item.participant} {item.name}: {judgement.verdict}"),
-            ),
-        )
-        summary = grade_task(config, task_config, engine, placer, workers=workers or config.sandbox.workers,
-                             only=only, force=force, callbacks=callbacks)
+    how = ("--workers" if workers else "[sandbox] workers" if config.sandbox.workers
+           else "for this machine's cores and memory and the task's memory limit")
+    workers = workers or config.sandbox.workers_for(task_config)
+    cancel = threading.Event()
+    view = progress_view(console, f"grading {task}", status_every, f"{workers} worker(s) ({how})")
+    with view, _stop_sandboxes_on_ctrl_c(cancel):
+        summary = grade_task(config, task_config, engine, placer, workers=workers, only=only, force=force,
+                             callbacks=view.callbacks(), cancel=cancel, cluster=cluster)
+    if cancel.is_set():
+        err_console.print(Text.assemble(("interrupted: ", "bold red"), f"{summary.graded} graded, "
+                                        f"{summary.left_pending} left pending; run grader grade again to continue"))
+        raise typer.Exit(code=int(ExitCode.INTERRUPTED))
     counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(summary.verdicts.items())) or "nothing to do"
     console.print(f"Graded {summary.graded} submission(s) ({counts}); {summary.skipped} already graded.")
+    console.print(_stages_line(summary), highlight=False)
     if summary.with_errors:
         err_console.print(Text.assemble(
             ("graded, with errors: ", "bold red"),
@@ -174,6 +188,48 @@ def grade(
             "They get no grade in the export and are graded again by the next `grader grade`.",
         ))
         raise typer.Exit(code=int(ExitCode.GRADED_WITH_ERRORS))
+
+
+def _stages_line(summary) -> str:
+    """Where the time went: planning and the gradebook once per run, the rest per graded submission (mean)."""
+    stages, graded = summary.stages, max(summary.graded, 1)
+    inner = ", ".join(f"{name} {stages[name] / graded:.2f}" for name in ("staging", "sandbox", "capture", "facts")
+                      if name in stages)
+    line = (f"Stages: plan {stages.get('plan', 0.0):.2f} s, gradebook {stages.get('gradebook', 0.0):.2f} s")
+    if summary.graded:
+        line += (f"; per graded submission: execute {stages.get('execute', 0.0) / graded:.2f} s"
+                 + (f" ({inner})" if inner else "") + f", rubric {stages.get('rubric', 0.0) / graded:.2f} s, "
+                 f"record {stages.get('record', 0.0) / graded:.3f} s")
+    return line + "."
+
+
+@contextlib.contextmanager
+def _stop_sandboxes_on_ctrl_c(cancel: threading.Event):
+    """While grading, Ctrl-C sets `cancel` (no submission starts) and kills every live sandbox at once, so that
+    grading ends within seconds with each result recorded or pending; a second Ctrl-C aborts outright."""
+    from autograder.sandbox import process
+
+    killers: list[threading.Thread] = []
+
+    def interrupted(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        # Not in the handler itself: it may have interrupted this thread while it held the registry's lock.
+        killers.append(threading.Thread(target=process.terminate_all, name="stop-sandboxes", daemon=True))
+        killers[-1].start()
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for killer in killers:
+            killer.join(timeout=process.TERMINATE_SECONDS)
+        process.accept_runs()
 
 
 @app.command()
@@ -359,7 +415,7 @@ def verify(
     from autograder.verify import verify_task
 
     config = _config(ctx)
-    report = verify_task(config, config.task(task), workers=workers or config.sandbox.workers)
+    report = verify_task(config, config.task(task), workers=workers or config.sandbox.workers_for(config.task(task)))
     for difference in report.differences:
         console.print(Text(f"  {difference}", style="red"))
     console.print(f"Verified {report.solutions} solution(s) of {task}: {len(report.differences)} difference(s).")
@@ -372,12 +428,14 @@ def sample(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task id from grader.toml."),
     out: Path = typer.Option(Path("demo"), "--out", help="Folder for the ZIP and worksheet."),
+    pick: int = typer.Option(None, "--pick", min=1,
+                             help="Only this many solutions: the reference and others spread over the rest."),
 ) -> None:
     """Build a Moodle-style submissions ZIP and worksheet from the task's solutions (demo and tests)."""
     from autograder.sample import build_sample
 
     config = _config(ctx)
-    archive, worksheet = build_sample(config, config.task(task), out)
+    archive, worksheet = build_sample(config, config.task(task), out, pick)
     console.print(f"Wrote {archive} and {worksheet}.")
 
 
@@ -389,11 +447,68 @@ def release(
     """Write the student material of a task to release/TASK/ (nbgrader generate_assignment, no solutions)."""
     from autograder.release import release_task
 
+    from autograder.selfcheck import publish_selfcheck
+
     config = _config(ctx)
     report = release_task(config, config.task(task))
+    official_only = publish_selfcheck(config, config.task(task), report.folder, report.support)
     for name in report.files:
         console.print(f"  {name}")
     console.print(f"Released {task} to {report.folder} ({len(report.files)} files).")
+    console.print(f"Self-check and README.md in {report.support}; {len(official_only)} criteria only the official "
+                  "grading decides" + (f": {', '.join(official_only)}." if official_only else "."))
+
+
+@app.command()
+def check(
+    task: str = typer.Argument(..., help="Task id, e.g. task4."),
+    paths: list[Path] = typer.Argument(..., help="The file(s) you will upload to Moodle (notebooks, repository ZIP)."),
+    release_dir: Optional[Path] = typer.Option(None, "--release", help="The released task folder (default: found "
+                                               "from the current folder)."),
+    local: bool = typer.Option(False, "--local", help="Run in a plain local kernel even if a sandbox is available."),
+    offline_data: Optional[Path] = typer.Option(None, "--offline-data", help="The course's offline data folder."),
+) -> None:
+    """For students: check notebooks before uploading them, with the task's public criteria (German feedback)."""
+    from autograder.selfcheck import check_upload, find_release
+
+    release = find_release(task, Path.cwd(), release_dir)
+    report = check_upload(release, task, paths, local=local, offline_data=offline_data)
+    _print_check(report)
+    if report.verdict != "pass" or report.problem:
+        raise typer.Exit(code=int(ExitCode.FINDINGS))
+
+
+def _print_check(report) -> None:
+    console.print(f"Selbstprüfung: {report.task.title}", style="bold")
+    if not report.sandboxed:
+        console.print("Hinweis: Keine Sandbox verfügbar, das Notebook lief in einem normalen lokalen Kernel. Die "
+                      "Grenzen für Speicher, Prozesse und Rechenzeit der offiziellen Bewertung werden dabei nicht "
+                      "durchgesetzt; nur die Zeitgrenzen gelten.", style="yellow")
+    console.print("So sieht Moodle Ihre Abgabe: " + ", ".join(f"{name} ({kb} KB)" for name, kb in report.upload.files))
+    for warning in report.upload.warnings:
+        console.print(f"  WARNUNG: {warning}", style="yellow")
+    if report.problem:
+        console.print(f"Die Abgabe kann so nicht bewertet werden: {report.problem}", style="red")
+        return
+    console.print("Öffentliche Kriterien:")
+    for c in report.criteria:
+        mark = {"pass": "bestanden", "fail": "NICHT bestanden", "error": "FEHLER der Prüfung"}[c.state.value]
+        kind = "" if c.required else " (Hinweis, zählt nicht)"
+        console.print(f"  [{mark}] {c.id}: {c.title}{kind}", style="green" if c.state.value == "pass" else "red",
+                      markup=False)
+        if c.message:
+            console.print(f"      {c.message}", markup=False)
+    checked = [e for e in report.official_only if e["criterion"].split(".")[0] in {c.notebook_id for c in report.criteria}]
+    if checked:
+        console.print("Nur die offizielle Bewertung entscheidet (braucht Daten, die Sie nicht haben):")
+        for entry in checked:
+            console.print(f"  - {entry['criterion']}: {entry['title']}", markup=False)
+    if report.unchecked:
+        console.print("Nicht geprüft (nicht angegeben): " + ", ".join(report.unchecked), markup=False)
+    summary = {"pass": "Alle öffentlichen Pflichtkriterien sind erfüllt.",
+               "fail": "Mindestens ein öffentliches Pflichtkriterium ist nicht erfüllt.",
+               "error": "Die Prüfung selbst ist auf einen Fehler gestoßen; das liegt nicht an Ihnen."}
+    console.print(summary.get(report.verdict, report.verdict), style="bold")
 
 
 @app.command()
@@ -413,15 +528,18 @@ def data(
 
 @app.command()
 def doctor(
+    ctx: typer.Context,
     cgroup_root: Optional[Path] = typer.Option(None, "--cgroup-root", hidden=True, help="Check this cgroup root (tests)."),
 ) -> None:
     """Check this host's requirements (cgroups, root, bwrap, seccomp, …): each met or not, with the fix.
 
-    Exits 1 when a required one is missing; optional ones (podman, /dev/kvm, TeX) only inform.
+    Exits 1 when a required one is missing; optional ones (podman, /dev/kvm, TeX) only inform. A grader.toml
+    that names a sandbox launcher (the grader as an ordinary user) has the launcher checked instead of root.
     """
     from autograder.doctor import run_checks
 
-    checks = run_checks(cgroup_root)
+    launcher = _config(ctx).sandbox.launcher if Path(ctx.obj).is_file() else None
+    checks = run_checks(cgroup_root, launcher)
     for check in checks:
         if check.met:
             console.print(Text.assemble(("ok       ", "green"), f"{check.name}: {check.detail}"))

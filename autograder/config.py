@@ -48,7 +48,9 @@ class PathsConfig(_Section):
 class SandboxConfig(_Section):
     backend: str = Field(default="bwrap", description="Sandbox backend: bwrap, podman or docker.")
     uid: int = Field(default=61000, ge=1000, description="First unprivileged uid; worker k runs as uid + k.")
-    workers: int = Field(default=2, ge=1, le=64, description="Submissions graded at once.")
+    workers: Union[int, None] = Field(default=None, ge=1, le=64, description="Submissions graded at once; default: "
+                                      "what this machine allows for the task, min(cores, available memory // the "
+                                      "task's memory limit), at least 1.")
     pids: int = Field(default=256, ge=16, description="Most processes (and threads) one sandbox may hold.")
     file_size_mb: int = Field(default=512, ge=1, description="Largest file a notebook may write.")
     scratch_mb: int = Field(default=1024, ge=16, description="Size of the writable scratch (tmpfs) in MB.")
@@ -58,11 +60,24 @@ class SandboxConfig(_Section):
     max_images: int = Field(default=500, ge=1, description="Most images an executed notebook may show.")
     max_image_kb: int = Field(default=4096, ge=1, description="Largest single image an executed notebook may show.")
     cpus: Union[float, None] = Field(default=None, ge=0.1, description="CPU share of one sandbox in cores (cgroup "
-                                     "quota, --cpus); default: this machine's cores divided by the workers.")
+                                     "quota, --cpus); default: this machine's cores divided by the workers "
+                                     "(one core when workers is not set).")
+    launcher: list[str] = Field(default_factory=list, description="Command that starts the privileged sandbox "
+                                "launcher when the grader runs as an ordinary user, e.g. [\"sudo\", \"-n\", "
+                                "\"/opt/grader/.venv/bin/grader-sandbox\", \"--config\", \"/srv/course/grader.toml\"] "
+                                "(docs/sandbox.md); empty, or the grader running as root: the backend runs in-process.")
 
     def cpu_share(self) -> float:
-        """The cores one sandbox may use: `cpus`, else an equal share of this machine for each worker."""
-        return self.cpus if self.cpus is not None else round((os.cpu_count() or 1) / self.workers, 2)
+        """The cores one sandbox may use: `cpus`, else an equal share of this machine for each of the `workers`."""
+        if self.cpus is not None:
+            return self.cpus
+        if self.workers is None:  # workers chosen per run: one core each, the same every run (it is in cache keys)
+            return 1.0
+        return round((os.cpu_count() or 1) / self.workers, 2)
+
+    def workers_for(self, task: "TaskConfig") -> int:
+        """`workers` if set, else what this machine allows for the task (see `machine_workers`)."""
+        return self.workers or machine_workers(task)
 
 
 class ScaleConfig(_Section):
@@ -116,10 +131,18 @@ class NotebookConfig(_Section):
     )
     facts: str | None = Field(
         default=None,
-        description="Grader-owned script (in the task folder, standard library only) run as `python -I` in a fresh "
-        "sandbox over the upload, loading no student code; the JSON it prints is the rubric's facts.json. Not set "
-        "in grader.toml: it comes from the task's [repository] (TaskConfig.parts).",
+        description="Grader-owned script (in the task folder) run after the notebook as `python -I` in a fresh "
+        "sandbox over the upload and the `keep` folders, loading no student code; the JSON it prints is the "
+        "rubric's facts.json. A task's [repository] sets it for the notebook with its id (TaskConfig.parts).",
     )
+    keep: list[str] = Field(
+        default_factory=list,
+        description="Folders (relative to the notebook's folder) the notebook's run leaves behind that the facts "
+        "command measures, e.g. a saved model: carried out of the notebook's sandbox as data, never loaded by "
+        "the grader itself.",
+    )
+    keep_mb: int = Field(default=256, ge=1, description="Most MB the `keep` folders may hold together; larger "
+                         "ones are not carried out (the facts command is told so).")
     cell_timeout: int | None = Field(default=None, ge=1, description="Per-cell timeout override (s).")
     notebook_timeout: int | None = Field(default=None, ge=1, description="Per-notebook timeout override (s).")
     memory_mb: int | None = Field(default=None, ge=64, description="Memory limit override (MB).")
@@ -234,8 +257,14 @@ class TaskConfig(_Section):
     def _something_to_grade(self) -> "TaskConfig":
         if not self.notebooks and self.repository is None:
             raise ValueError("notebooks: a task needs at least one notebook or a [repository]")
-        if any(nb.facts for nb in self.notebooks):
-            raise ValueError("notebooks: `facts` belongs to the task's [repository], not to a notebook")
+        if self.repository and any(nb.facts for nb in self.notebooks if nb.id == self.repository.id):
+            raise ValueError(f"notebooks: {self.repository.id}: its `facts` is the task's [repository] facts")
+        for nb in self.notebooks:
+            if nb.keep and not nb.facts:
+                raise ValueError(f"notebooks: {nb.id}: `keep` needs a `facts` command that measures it")
+            for folder in nb.keep:
+                if not folder or folder.startswith("/") or ".." in folder.split("/"):
+                    raise ValueError(f"notebooks: {nb.id}: keep {folder!r} is not a folder inside the upload")
         return self
 
     def parts(self) -> list[NotebookConfig]:
@@ -249,6 +278,11 @@ class TaskConfig(_Section):
         if all(nb.id != repository.id for nb in self.notebooks):
             found.append(NotebookConfig(id=repository.id, file="", title=repository.title, facts=repository.facts))
         return found
+
+    def measures_repository(self, notebook: NotebookConfig) -> bool:
+        """Whether this part runs the repository's facts command: the upload is then measured even without the
+        notebook (a notebook's own facts measure what its run left behind, so they need the run)."""
+        return self.repository is not None and notebook.id == self.repository.id
 
     def notebook(self, notebook_id: str) -> NotebookConfig:
         for nb in self.parts():
@@ -307,6 +341,36 @@ class Config(_Section):
     def runtime_for(self, task: TaskConfig, notebook: NotebookConfig) -> tuple[str, RuntimeConfig]:
         name = notebook.runtime or task.runtime
         return name, self.runtimes[name]
+
+
+def machine_workers(task: TaskConfig) -> int:
+    """How many submissions of `task` this machine can grade at once: min(cores, available memory // the largest
+    memory limit of its notebooks), at least 1."""
+    memory_mb = max([nb.memory_mb or task.memory_mb for nb in task.parts()] or [task.memory_mb])
+    return max(1, min(_cores(), available_memory_mb() // memory_mb))
+
+
+def available_memory_mb() -> int:
+    """MemAvailable of /proc/meminfo in MB (what can be used without swapping); the total where it is missing."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+    except OSError:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    kilobytes = fields.get("MemAvailable") or fields.get("MemTotal") or "0 kB"
+    return int(kilobytes.split()[0]) // 1024
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def invoking_user() -> tuple[int, int] | None:
+    """The (uid, gid) of the user who started this process through sudo (SUDO_UID, SUDO_GID), else None.
+
+    Only the sandbox launcher asks: it opens what a run mounts as that user, never as root. sudo sets both
+    variables itself, so a caller cannot choose them."""
+    uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+    return (int(uid), int(gid)) if uid.isdigit() and gid.isdigit() else None
 
 
 def find_config(explicit: Path | None = None) -> Path:

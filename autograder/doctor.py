@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autograder.errors import SandboxError
 from autograder.sandbox import cgroups, seccomp
+from autograder.sandbox.launcher import check as check_launcher
 
 APT = "apt-get install"
 
@@ -31,18 +32,39 @@ class Check:
     required: bool = True
 
 
-def run_checks(cgroup_root: Path | None = None) -> list[Check]:
-    """Every requirement, in the order a reader fixes them; `cgroup_root` replaces /sys/fs/cgroup (tests)."""
+def run_checks(cgroup_root: Path | None = None, launcher: list[str] | None = None) -> list[Check]:
+    """Every requirement, in the order a reader fixes them; `cgroup_root` replaces /sys/fs/cgroup (tests).
+
+    A grader that runs as an ordinary user with a `launcher` ([sandbox] launcher) needs none of root's
+    requirements itself: the launcher answers for cgroups, bwrap and seccomp, and its answer is the check."""
+    if launcher and os.geteuid() != 0:
+        return [_launcher(launcher), *_optional()]
     return [
         _cgroups(cgroup_root),
         _root(),
         *_tools({"bwrap": "bubblewrap", "setpriv": "util-linux", "prlimit": "util-linux"}, required=True),
         _seccomp(),
+        *_optional(),
+    ]
+
+
+def _optional() -> list[Check]:
+    return [
         *_tools({"podman": "podman", "runc": "runc"}, required=False),
         _user_namespaces(),
         _kvm(),
         *_tools({"latexmk": "latexmk", "pdflatex": "texlive-latex-base"}, required=False, purpose="task 3"),
     ]
+
+
+def _launcher(command: list[str]) -> Check:
+    """Ask the privileged launcher whether it can build sandboxes; say what runs as root and what does not."""
+    try:
+        answer = check_launcher(command)
+    except SandboxError as exc:
+        return Check("sandbox launcher", False, f"{exc} (the sudo rule and the launcher's install: docs/sandbox.md)")
+    return Check("sandbox launcher", True, f"{' '.join(command)} answers: as root only the launcher "
+                 f"({answer['as_root']}); as {answer['caller']}: everything else")
 
 
 def _cgroups(root: Path | None) -> Check:
@@ -58,7 +80,8 @@ def _root() -> Check:
     if os.geteuid() == 0:
         return Check("root", True, "running as root (bwrap sets up the sandbox, setpriv drops to the sandbox uid)")
     return Check("root", False, "not root: run the grader as root (bwrap needs it to mount the sandbox's view "
-                                "and switch student code to an unprivileged uid); see docs/sandbox.md")
+                                "and switch student code to an unprivileged uid), or set [sandbox] launcher to the "
+                                "privileged launcher (grader-sandbox through sudo); see docs/sandbox.md")
 
 
 def _tools(tools: dict[str, str], required: bool, purpose: str = "") -> list[Check]:

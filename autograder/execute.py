@@ -16,8 +16,11 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import nbformat
 
@@ -44,7 +47,15 @@ JOB_FILE = "/grader/job.json"
 PROBE_FILE = "/grader/probe.py"
 PROBE_DATA_DIR = "/grader/probe-data"
 FACTS_FILE = "/grader/facts.py"
+FACTS_JOB_FILE = JOB_FILE  # the facts command's job: the notebook's parameters, the kept tar, how the run ended
+KEPT_FILE = "/grader/kept.tar"
 FACTS_NAME = "facts.json"
+# [sandbox] settings that change where or how fast a notebook runs, never what it does: left out of the
+# execution key, so grading with more workers (a smaller default CPU share each), other uids, another
+# launcher, or another default backend (the key names the backend that runs it) reuses every execution.
+NOT_IN_KEY = {"workers", "uid", "launcher", "backend"}
+KEPT_NAME = "kept.tar"
+KEEP_MARGIN_BYTES = 8 * 1024 * 1024  # tar headers (KEEP_MAX_FILES of them) and the manifest
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,12 @@ class ExecutionOutcome:
     memory_peak_mb: float | None
     folder: Path
     limits: dict = field(default_factory=dict)  # what the sandbox enforced (execution.json's "sandbox")
+    stages: dict = field(default_factory=dict)  # seconds per stage: staging, sandbox, capture, facts (STAGES)
+
+
+# What an execution's time is spent on: copying the upload and the runner into place, the sandbox (start, kernel,
+# notebook, shutdown), checking what came back, and the facts command's sandbox.
+STAGES = ("staging", "sandbox", "capture", "facts")
 
 
 class Executor:
@@ -80,26 +97,36 @@ class Executor:
         self.placer = placer
         self.runs_root = config.path(config.paths.runs)
         self.offline_dir = config.path(config.paths.offline_data)
-        self._runner_hash = _tree_hash(INSIDE_PACKAGE)
+        self._hashes = _Hashes()  # every file and folder hashed once per grade run, not once per submission
 
     def placement(self, run: NotebookRun) -> Placement:
         return self.placer.place(run.task, run.notebook)
 
     def key(self, run: NotebookRun) -> str:
-        """Everything that can change the outcome of running this notebook, hashed."""
+        """Everything that can change the outcome of running this notebook, hashed: the upload, and what every
+        upload of this notebook shares (`_environment`). Not what only changes where or how fast it runs."""
+        files = [(str(p.relative_to(run.base)) if run.base else p.name, self._hashes.file(p)) for p in run.companions]
+        return fingerprint(
+            self._hashes.file(run.notebook_file) if run.notebook_file else "", _relative(run.notebook_file, run.base),
+            sorted(files), self._environment(run),
+        )
+
+    def _environment(self, run: NotebookRun) -> str:
+        """The part of the key every upload of the notebook shares: its settings (not its title), the task's
+        limits, data, probe and facts script, the offline data, the runner, the runtime and the sandbox
+        settings that change an execution; the hashes behind it are each computed once (`_Hashes`)."""
         task_dir = self.config.task_dir(run.task.id)
         placement = self.placement(run)
-        files = [(str(p.relative_to(run.base)) if run.base else p.name, _file_hash(p)) for p in run.companions]
+        notebook = run.notebook
         return fingerprint(
-            _file_hash(run.notebook_file) if run.notebook_file else "", _relative(run.notebook_file, run.base),
-            sorted(files), run.notebook.model_dump(mode="json"),
+            notebook.model_dump(mode="json", exclude={"title"}),
             {k: getattr(run.task, k) for k in ("cell_timeout", "notebook_timeout", "memory_mb")},
-            _tree_hash(task_dir / "data"), _tree_hash(task_dir / "probe-data" / run.notebook.id),
-            _file_hash(task_dir / run.notebook.probe) if run.notebook.probe else "",
-            _file_hash(task_dir / run.notebook.facts) if run.notebook.facts else "",
-            _tree_hash(self.offline_dir, names_only=True), placement.sandbox.name, placement.sandbox.runtime_id(),
-            placement.gpu, self._runner_hash, placement.fast_mode, self.config.sandbox.model_dump(mode="json"),
-            self._parameters_cell(run),
+            self._hashes.tree(task_dir / "data"), self._hashes.tree(task_dir / "probe-data" / notebook.id),
+            self._hashes.file(task_dir / notebook.probe) if notebook.probe else "",
+            self._hashes.file(task_dir / notebook.facts) if notebook.facts else "",
+            self._hashes.tree(self.offline_dir, names_only=True), placement.sandbox.name,
+            placement.sandbox.runtime_id(), placement.gpu, self._hashes.tree(INSIDE_PACKAGE), placement.fast_mode,
+            self.config.sandbox.model_dump(mode="json", exclude=NOT_IN_KEY), self._parameters_cell(run),
         )
 
     def folder_for(self, key: str) -> Path:
@@ -122,9 +149,20 @@ class Executor:
                 refused = {"kind": "too-large", "found": round(size_mb), "maximum": self.config.sandbox.max_notebook_mb}
                 outcome = self._keep(run, key, result, staging / "out", refused=refused)
             else:
-                result = placement.sandbox.run(self._spec(run, placement, staging, slot))
+                clock = _Clock()
+                spec = self._spec(run, placement, staging, slot)
+                stages = {"staging": clock.lap()}
+                result = placement.sandbox.run(spec)
+                stages["sandbox"] = clock.lap()
+                result, kept = _split_kept(result, bool(run.notebook.keep))
                 outcome = self._keep(run, key, result, staging / "out")
-            self._measure_facts(run, placement, staging, slot)
+                if kept:
+                    (staging / KEPT_NAME).write_bytes(kept)  # opened only by the facts command, in its sandbox
+                outcome.stages = {**stages, "capture": clock.lap()}
+            clock = _Clock()
+            self._measure_facts(run, placement, staging, slot, outcome.runner_status)
+            if run.notebook.facts:
+                outcome.stages["facts"] = clock.lap()
             target = staging / "out"
             if folder.exists():
                 shutil.rmtree(folder)
@@ -158,6 +196,8 @@ class Executor:
             "probe": PROBE_FILE if notebook.probe else None,
             "parameters_cell": self._parameters_cell(run),
             "matplotlib_cache": f"{OFFLINE_DIR}/matplotlib",
+            "keep": list(notebook.keep),
+            "keep_bytes": notebook.keep_mb * 1024 * 1024,
         }
         job_file = staging / "job.json"
         job_file.write_text(json.dumps(job))
@@ -172,7 +212,8 @@ class Executor:
             file_size_mb=sandbox.file_size_mb,
             scratch_mb=sandbox.scratch_mb,
             wall_seconds=notebook_timeout + sandbox.grace_seconds + 30,
-            output_bytes=sandbox.output_mb * 1024 * 1024,
+            output_bytes=sandbox.output_mb * 1024 * 1024
+            + ((notebook.keep_mb * 1024 * 1024 + KEEP_MARGIN_BYTES) if notebook.keep else 0),
             cpus=sandbox.cpu_share(),
         )
         return RunSpec(
@@ -184,14 +225,18 @@ class Executor:
             gpu=placement.gpu,
         )
 
-    def _measure_facts(self, run: NotebookRun, placement: Placement, staging: Path, slot: int) -> None:
+    def _measure_facts(self, run: NotebookRun, placement: Placement, staging: Path, slot: int,
+                       runner_status: str = "") -> None:
         """Run the notebook's facts script (if it has one) and write facts.json next to the other outputs.
 
         A fresh sandbox with the notebook's limits and environment, over a fresh staged copy of the upload
-        (never the scratch the notebook ran in), starting `python -I` on the grader's script: no student code
-        is loaded in that process, so nothing the notebook did can change what it measures. facts.json is
-        {"measured", "message", "facts"}; a command that did not finish or printed no valid JSON is the
-        grader's failure (measured false), for the rubric to report as an error.
+        (never the scratch the notebook ran in), the task's public data, the offline data and the notebook's
+        probe-data, starting `python -I` on the grader's script: no student code is loaded in that process, so
+        nothing the notebook did can change what it measures. The folders the notebook was to leave behind
+        (`keep`, e.g. a saved model) come as the runner's tar (KEPT_FILE), only ever read in there. FACTS_JOB_FILE
+        tells the script the notebook's parameters, the tar (or null) and how the run ended. facts.json is
+        {"measured", "message", "facts"}; a command that did not finish or printed no valid JSON is the grader's
+        failure (measured false), for the rubric to report as an error.
         """
         if not run.notebook.facts:
             return
@@ -199,11 +244,22 @@ class Executor:
         folder.mkdir()
         os.chmod(folder, 0o755)
         notebook_spec = self._spec(run, placement, folder, slot)  # same limits and environment as the notebook
-        inputs = [m for m in notebook_spec.mounts if m.target == INPUT_DIR]
+        shown = (INPUT_DIR, DATA_DIR, OFFLINE_DIR, PROBE_DATA_DIR)  # neither the probe nor the runner
+        mounts = [m for m in notebook_spec.mounts if m.target in shown]
         script = self.config.task_dir(run.task.id) / run.notebook.facts
+        kept = staging / KEPT_NAME
+        if kept.is_file():
+            kept.chmod(0o644)
+            mounts.append(Mount(kept, KEPT_FILE))
+        job = {"parameters": self._parameters(run.notebook, placement.fast_mode), "keep": list(run.notebook.keep),
+               "kept": KEPT_FILE if kept.is_file() else None, "runner_status": runner_status,
+               "probe_data": PROBE_DATA_DIR if any(m.target == PROBE_DATA_DIR for m in mounts) else None}
+        job_file = folder / "facts-job.json"
+        job_file.write_text(json.dumps(job))
+        job_file.chmod(0o644)
         spec = dataclasses.replace(
-            notebook_spec, mounts=[*inputs, Mount(script, FACTS_FILE)], gpu=False,
-            argv=["python", "-I", FACTS_FILE, INPUT_DIR, _relative(run.notebook_file, run.base)],
+            notebook_spec, mounts=[*mounts, Mount(script, FACTS_FILE), Mount(job_file, FACTS_JOB_FILE)],
+            gpu=placement.gpu, argv=["python", "-I", FACTS_FILE, INPUT_DIR, _relative(run.notebook_file, run.base)],
         )
         result = placement.sandbox.run(spec)
         record: dict = {"measured": False, "message": "", "facts": {}}
@@ -229,7 +285,8 @@ class Executor:
     def _parameters_cell(self, run: NotebookRun) -> dict[str, str] | None:
         if not run.notebook.file:
             return None
-        return released_parameters_cell(self.config.task_dir(run.task.id) / "source" / run.notebook.file)
+        source = self.config.task_dir(run.task.id) / "source" / run.notebook.file
+        return self._hashes.derived(source, released_parameters_cell)
 
     def _parameters(self, notebook: NotebookConfig, fast_mode: bool) -> dict:
         values = {"DATA_DIR": DATA_DIR, "FAST_MODE": fast_mode}
@@ -320,6 +377,14 @@ def _stage_inputs(run: NotebookRun, target: Path) -> Path:
     return target
 
 
+def _split_kept(result: RunResult, keeps: bool) -> tuple[RunResult, bytes]:
+    """The runner's report line and, after its newline, the tar of the kept folders (b"" when none came)."""
+    if not keeps or b"\n" not in result.stdout:
+        return result, b""
+    report, _, kept = result.stdout.partition(b"\n")
+    return dataclasses.replace(result, stdout=report), kept
+
+
 def _parse_facts(raw: bytes) -> dict:
     """The facts command's JSON document, parsed with capture's limits; raises CaptureError otherwise."""
     if len(raw) > capture.MAX_PROBE_BYTES:
@@ -407,15 +472,69 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _tree_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
 def _tree_hash(folder: Path, names_only: bool = False) -> str:
     """Hash of a folder's files (names and contents, or names and sizes for big read-only data)."""
     if not folder.exists():
         return ""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    for path in _tree_files(folder):
         digest.update(str(path.relative_to(folder)).encode())
         digest.update(str(path.stat().st_size).encode() if names_only else _file_hash(path).encode())
     return digest.hexdigest()
+
+
+class _Clock:
+    """Seconds since the last lap (or since it was made)."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def lap(self) -> float:
+        now = time.monotonic()
+        seconds, self._last = round(now - self._last, 3), now
+        return seconds
+
+
+class _Hashes:
+    """File and folder hashes (and what is read from a file), each computed once while what it was computed
+    from keeps its size and modification time: a grade run reads the task's data once, not once per
+    submission, and a long-lived Executor (a Dask worker's) still sees an edited file. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple, object] = {}
+
+    def file(self, path: Path) -> str:
+        return self.derived(path, _file_hash)
+
+    def tree(self, folder: Path, names_only: bool = False) -> str:
+        if not folder.exists():
+            return ""
+        stamp = tuple((str(p), *_stamp(p)) for p in _tree_files(folder))  # stat only: no file is read
+        return self._once(("tree", str(folder), names_only, stamp), lambda: _tree_hash(folder, names_only))
+
+    def derived(self, path: Path, compute: Callable[[Path], Any]) -> Any:
+        """compute(path), computed again only when the file changed (or came, or went)."""
+        stamp = _stamp(path) if path.exists() else None
+        return self._once((compute, str(path), stamp), lambda: compute(path))
+
+    def _once(self, memo: tuple, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if memo in self._known:
+                return self._known[memo]
+        value = compute()  # outside the lock: two threads may both compute it once, never wrongly
+        with self._lock:
+            self._known[memo] = value
+        return value
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def ensure_sandbox_ready(sandbox: Sandbox) -> None:

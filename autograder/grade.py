@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager, Iterator
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from autograder.check import Judgement, SubmittedNotebook, grader_fault, judge, rubric_hash
+from autograder.check import Judgement, SubmittedNotebook, grader_fault, judge, rubric_hash, rubric_workers
+from autograder.cluster import connect as connect_cluster
 from autograder.config import Config, TaskConfig, fingerprint
 from autograder.execute import ExecutionOutcome, Executor, NotebookRun
 from autograder.placement import Placer
@@ -29,6 +32,10 @@ from autograder.record import (
     find_execution, gradebook_entries, has_run, record_execution, record_run, sync_gradebook,
 )
 from autograder.sandbox import ExitReason
+from autograder.sandbox.process import RunCancelled
+
+CLUSTER_IN_FLIGHT = 256  # executions handed to a cluster at once (each waits in a thread of its own here)
+_Execute = Callable[[NotebookRun, int], ExecutionOutcome]  # runs one notebook in the given uid slot
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,10 @@ class GradeSummary:
     skipped: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # participants whose grading met a fault of the grader
+    left_pending: int = 0  # interrupted (Ctrl-C) before their result: nothing recorded, graded by the next run
+    # Seconds per stage, summed over the run: plan (gradebook check, keys, what is done), the executions'
+    # staging/sandbox/capture/facts (those run, not those found in the cache), rubric, record, gradebook.
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def with_errors(self) -> bool:
@@ -62,16 +73,26 @@ class Callbacks:
     on_plan: Callable[[int, int], None] = lambda to_grade, skipped: None
     on_submission_start: Callable[[Pending], None] = lambda pending: None
     on_submission_done: Callable[[Pending, Judgement], None] = lambda pending, judgement: None
+    on_submission_left: Callable[[Pending], None] = lambda pending: None  # interrupted: nothing recorded
 
 
 def grade_task(
     config: Config, task: TaskConfig, engine: Engine, placer: Placer, *, workers: int = 1,
     only: list[str] | None = None, force: bool = False, callbacks: Callbacks | None = None,
+    cancel: threading.Event | None = None, cluster: str | None = None,
 ) -> GradeSummary:
-    """Grade every current submission of `task` that has no result for its grading key (all with force)."""
+    """Grade every current submission of `task` that has no result for its grading key (all with force).
+
+    Once `cancel` is set (Ctrl-C; the caller also stops the live sandboxes), no submission starts, and those
+    whose sandbox was stopped are left pending with nothing recorded; finished ones are recorded as usual.
+    With `cluster` (tcp://HOST:PORT of a Dask scheduler) the executions run on its workers (autograder/cluster.py)
+    and everything else here: `workers` rubric processes at once, the database written as outcomes come back.
+    """
+    cancel = cancel or threading.Event()
     callbacks = callbacks or Callbacks()
     executor = Executor(config, placer)
     course_dir = config.path(config.paths.nbgrader_course)
+    planning = time.monotonic()
     sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))  # converge after a crash
 
     summary = GradeSummary()
@@ -81,6 +102,7 @@ def grade_task(
             summary.skipped += 1
         else:
             pending.append(item)
+    summary.stages["plan"] = time.monotonic() - planning
     callbacks.on_plan(len(pending), summary.skipped)
     if not pending:
         return summary
@@ -89,16 +111,23 @@ def grade_task(
     provisional = any(p.provisional for p in placements)
     backends = "+".join(sorted({p.sandbox.name for p in placements}))
     runtimes = "+".join(sorted({p.sandbox.runtime_id() for p in placements}))
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(workers):
+    # With a cluster, a thread mostly waits for its remote execution: one per submission in flight.
+    threads = workers if cluster is None else min(len(pending), CLUSTER_IN_FLIGHT)
+    slots: queue.Queue[int] = queue.Queue()  # sandbox uid slots here (a cluster's workers number their own)
+    for slot in range(threads):
         slots.put(slot)
+    judging = threading.Semaphore(workers)  # rubric processes at once on this host
     locks = _KeyLocks()
     runs_root = config.path(config.paths.runs)
 
-    def work(item: Pending) -> tuple[Pending, Judgement, dict[str, int], object]:
+    def work(item: Pending, execute: _Execute) -> tuple[Pending, Judgement | None, dict[str, int], object, dict]:
+        if cancel.is_set():  # interrupted: start nothing new (None: left pending)
+            return item, None, {}, None, {}
         slot = slots.get()
         started = utcnow()
+        clock = time.monotonic()
         executions: dict[str, int] = {}
+        stages: dict[str, float] = {}  # seconds: "execute" and the executions' own STAGES
         try:
             callbacks.on_submission_start(item)
             submitted = []
@@ -106,32 +135,55 @@ def grade_task(
                 if run is None:
                     submitted.append(SubmittedNotebook(notebook_id, None, None))
                     continue
-                outcome, execution_id = _execute_cached(engine, executor, locks, run, slot, runs_root)
+                outcome, execution_id = _execute_cached(engine, executor, locks, run, slot, runs_root, execute)
                 executions[notebook_id] = execution_id
                 submitted.append(SubmittedNotebook(notebook_id, run.notebook_file, outcome))
-            judgement = judge(config, task, submitted, problem=item.problem)
+                for stage, seconds in outcome.stages.items():
+                    stages[stage] = stages.get(stage, 0.0) + seconds
+            stages["execute"] = time.monotonic() - clock
+            with judging:
+                judgement = judge(config, task, submitted, problem=item.problem, rubric=rubric)
+        except RunCancelled:  # its sandbox was stopped by Ctrl-C: no result
+            judgement = None
         except Exception as exc:  # a fault of the grader with this submission: `error`, and on to the next
             detail = "".join(traceback.format_exception(exc))
             judgement = Judgement("error", [grader_fault("grading", "Abgabe bewertet", detail)])
         finally:
             slots.put(slot)
-        return item, judgement, executions, started
+        if judgement is not None and judgement.has_fault and cancel.is_set():
+            judgement = None  # a fault met while interrupted (a terminal's Ctrl-C reaches the rubric too): no verdict
+        return item, judgement, executions, started, stages
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade") as pool:
-        futures: list[Future] = [pool.submit(work, item) for item in pending]
+    # One rubric process per judging thread for the whole run (not one per submission), started now.
+    with _execution_part(executor, placer, cluster, cancel) as execute, \
+            rubric_workers(config, task, warm=min(workers, len(pending))) as rubric, \
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grade") as pool:
+        futures: list[Future] = [pool.submit(work, item, execute) for item in pending]
         remaining = set(futures)
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
             for future in done:
-                item, judgement, executions, started = future.result()
+                item, judgement, executions, started, stages = future.result()
+                if judgement is None:
+                    summary.left_pending += 1
+                    callbacks.on_submission_left(item)
+                    continue
+                recording = time.monotonic()
                 record_run(engine, item.submission_id, item.grading_key, judgement, executions,
-                           backends, runtimes, started, provisional=provisional)
+                           backends, runtimes, started, provisional=provisional,
+                           execute_seconds=stages.get("execute", 0.0))
+                stages.update(rubric=judgement.rubric_seconds, record=time.monotonic() - recording)
+                for stage, seconds in stages.items():
+                    summary.stages[stage] = summary.stages.get(stage, 0.0) + seconds
                 summary.graded += 1
                 summary.verdicts[judgement.verdict] = summary.verdicts.get(judgement.verdict, 0) + 1
                 if judgement.has_fault:
                     summary.errors.append(item.participant)
                 callbacks.on_submission_done(item, judgement)
-    sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))
+    syncing = time.monotonic()
+    if not cancel.is_set():  # interrupted: out at once; the next run brings the gradebook up to date first
+        sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))
+    summary.stages["gradebook"] = time.monotonic() - syncing
     return summary
 
 
@@ -171,7 +223,7 @@ def _notebook_runs(config: Config, task: TaskConfig, submission: Submission,
         if found is not None:
             runs[notebook.id] = NotebookRun(task=task, notebook=notebook, notebook_file=folder / found.path,
                                             companions=companions, base=folder)
-        elif notebook.facts and companions:  # the repository is measured with or without the notebook
+        elif companions and task.measures_repository(notebook):  # with or without the notebook
             runs[notebook.id] = NotebookRun(task=task, notebook=notebook, notebook_file=None,
                                             companions=companions, base=folder)
         else:
@@ -179,8 +231,23 @@ def _notebook_runs(config: Config, task: TaskConfig, submission: Submission,
     return runs
 
 
+def _execution_part(executor: Executor, placer: Placer, cluster: str | None,
+                    cancel: threading.Event) -> ContextManager[_Execute]:
+    """Where the sandboxes run: here, in the worker thread's uid slot, or on the Dask cluster at `cluster`."""
+    if cluster is None:
+        return nullcontext(executor.execute)
+    return _remote_execution(cluster, executor, placer, cancel)
+
+
+@contextmanager
+def _remote_execution(cluster: str, executor: Executor, placer: Placer,
+                      cancel: threading.Event) -> Iterator[_Execute]:
+    with connect_cluster(cluster, executor, placer) as remote:
+        yield lambda run, slot: remote.execute(run, cancel)
+
+
 def _execute_cached(engine: Engine, executor: Executor, locks: "_KeyLocks", run: NotebookRun, slot: int,
-                    runs_root: Path) -> tuple[ExecutionOutcome, int]:
+                    runs_root: Path, execute: _Execute) -> tuple[ExecutionOutcome, int]:
     key = executor.key(run)
     with locks.hold(key):  # two submissions with the same notebook: the second waits and reuses
         cached = find_execution(engine, key)
@@ -191,7 +258,7 @@ def _execute_cached(engine: Engine, executor: Executor, locks: "_KeyLocks", run:
                 folder=runs_root / cached.folder,
             )
             return outcome, cached.id
-        outcome = executor.execute(run, slot)
+        outcome = execute(run, slot)
         sandbox = executor.placement(run).sandbox
         execution = record_execution(engine, outcome, run.notebook.id, key, sandbox.name, sandbox.runtime_id(), runs_root)
         return outcome, execution.id

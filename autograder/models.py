@@ -19,7 +19,7 @@ from autograder.criteria import Criterion, State
 from autograder.errors import ConfigError
 
 # Bumped whenever a table changes shape; a database of another version is refused with one line, not misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -95,6 +95,12 @@ class Execution(SQLModel, table=True):
                         "memory_mb, pids, cpus, uid), as the sandbox reported them.")
     folder: str = Field(description="Output folder relative to the runs root.")
     created_at: datetime = Field(default_factory=utcnow)
+    # Where the execution's time went (seconds): copying the upload and runner into place, the sandbox (start,
+    # kernel, notebook, shutdown), checking what came back, the facts command's sandbox.
+    staging_seconds: float = 0.0
+    sandbox_seconds: float = 0.0
+    capture_seconds: float = 0.0
+    facts_seconds: float = 0.0
 
 
 class Run(SQLModel, table=True):
@@ -111,7 +117,11 @@ class Run(SQLModel, table=True):
     runtime: str
     started_at: datetime
     finished_at: datetime = Field(default_factory=utcnow)
+    # Where the run's time went (seconds): its executions (run, or found in the cache), the rubric, and writing
+    # the run and its criteria.
+    execute_seconds: float = 0.0
     rubric_seconds: float = 0.0
+    record_seconds: float = 0.0
 
 
 class RunExecution(SQLModel, table=True):

@@ -6,16 +6,20 @@ Each notebook names a runtime (grader.toml [runtimes], `cpu` or `gpu`). A runtim
 only if its task allows the fast CPU mode, and its verdict is then provisional: a CPU in fast mode checks
 that the work runs, not what a full training reaches. A backend that cannot enforce the limits refuses to be
 built unless weak limits are allowed (`grader grade --allow-weak-limits`).
+A grader that runs as an ordinary user with `[sandbox] launcher` set hands every run to the privileged
+launcher (autograder/sandbox/launcher.py), which runs the same backend as root.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
 from autograder.config import Config, NotebookConfig, RuntimeConfig, TaskConfig
 from autograder.errors import ConfigError
 from autograder.sandbox import Sandbox, get_sandbox
+from autograder.sandbox.launcher import LauncherSandbox
 
 CONTAINER_BACKENDS = ("podman", "docker")
 
@@ -54,8 +58,13 @@ class Placer:
                     f"{self.config.source}: tasks.{task.id}: notebook {notebook.id!r} needs the GPU runtime "
                     f"{name!r}, which names no GPU backend; set runtimes.{name}.backend or allow_fast_cpu = true"
                 )
-            sandbox = self.sandbox(name, RuntimeConfig(kind="cpu"), self.default_backend)
-            return Placement(sandbox, name, gpu=False, fast_mode=True, provisional=True)
+            # Fast mode runs in the task's CPU runtime (its image under a container backend), where there is one.
+            cpu_name, cpu_runtime = task.runtime, self.config.runtimes[task.runtime]
+            if cpu_runtime.kind != "cpu":
+                cpu_name, cpu_runtime = name, RuntimeConfig(kind="cpu")
+            sandbox = self.sandbox(cpu_name, cpu_runtime, self.default_backend)
+            return Placement(sandbox, name, gpu=False, fast_mode=True, provisional=True,
+                             image_data=bool(cpu_runtime.image) and sandbox.name in CONTAINER_BACKENDS)
         sandbox = self.sandbox(name, runtime, runtime.backend or self.default_backend)
         gpu = runtime.kind == "gpu"
         return Placement(sandbox, name, gpu=gpu, fast_mode=fast, provisional=gpu and fast,
@@ -68,8 +77,13 @@ class Placer:
             if key not in self._sandboxes:
                 options: dict = {"uid_base": self.uid_base, "allow_weak_limits": self.allow_weak_limits}
                 if backend in CONTAINER_BACKENDS:
-                    options.update(image=runtime.image, rootfs=runtime.rootfs)
-                self._sandboxes[key] = get_sandbox(backend, **options)
+                    # gpu: a GPU image refuses to start on a host without a GPU (one line, before grading)
+                    options.update(image=runtime.image, rootfs=runtime.rootfs, gpu=runtime.kind == "gpu")
+                if self.config.sandbox.launcher and os.geteuid() != 0:  # an ordinary user: root's launcher runs it
+                    launcher = self.config.sandbox.launcher
+                    self._sandboxes[key] = LauncherSandbox(launcher, backend, self.allow_weak_limits)
+                else:
+                    self._sandboxes[key] = get_sandbox(backend, **options)
             return self._sandboxes[key]
 
     def sandboxes(self, task: TaskConfig) -> list[Sandbox]:

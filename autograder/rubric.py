@@ -10,8 +10,14 @@ one criterion; its assertion message (German) is what the student reads when it 
         \"\"\"DBSCAN trennt die Halbmonde.\"\"\"              # title, shown in feedback
         assert ..., "Ihr DBSCAN-Plot der Halbmond-Daten zeigt ..."
 
-pytest runs in its own process, outside the sandbox (autograder.check starts it); the fixtures read only the
-checked files autograder.execute wrote. Outcomes go to a JSON report from pytest's hooks; nothing parses
+A test that needs hidden material (labels, what a probe computed from held-out inputs) is hidden: it asks for
+`hidden_dir`, or carries `@pytest.mark.hidden`. The student's self-check (`--grader-public-only`, see
+autograder.selfcheck) deselects hidden tests; `grader release` lists them as decided by the official grading only.
+
+pytest runs in a process of its own, outside the sandbox: a rubric worker (autograder.rubric_worker) that serves one
+submission after another and imports the rubric's own modules afresh for each; what a library keeps (numpy's
+random state, matplotlib's settings) it keeps, so a rubric sets such things where it uses them. The fixtures read
+only the checked files autograder.execute wrote. Outcomes go to a JSON report from pytest's hooks; nothing parses
 terminal output. Run with `--assert=plain`, so a failing assert's message is exactly the text written.
 """
 
@@ -162,12 +168,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("notebook-grader")
     group.addoption("--grader-manifest", help="JSON describing the executions to check (autograder.check).")
     group.addoption("--grader-report", help="Where to write the criteria report (JSON).")
+    group.addoption("--grader-public-only", action="store_true",
+                    help="Run only the public criteria (the student's self-check): hidden ones are deselected.")
+    group.addoption("--grader-catalog", help="Where to write every criterion with its file and whether it is "
+                    "hidden (JSON; use with --collect-only).")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "notebook(id): the task notebook a rubric file checks")
     config.addinivalue_line("markers", "criterion(id, required=True): a criterion's id and whether it must pass "
                             "(grader.toml's [tasks.X.criteria] marking wins; see autograder.check.marked)")
+    config.addinivalue_line("markers", "hidden: the criterion needs hidden material (labels, held-out inputs a "
+                            "probe reads); only the official grading decides it. A test that asks for `hidden_dir` "
+                            "is hidden without the marker (see is_hidden)")
     if config.getoption("--grader-report"):
         config.pluginmanager.register(_Reporter(Path(config.getoption("--grader-report"))), "grader-reporter")
 
@@ -210,9 +223,31 @@ def data_dir(manifest: dict[str, Any]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def hidden_dir(manifest: dict[str, Any]) -> Path:
-    """The task's hidden folder (labels, held-out answers): only ever read here, outside the sandbox."""
+def hidden_dir(manifest: dict[str, Any], pytestconfig: pytest.Config) -> Path:
+    """The task's hidden folder (labels, held-out answers): only ever read here, outside the sandbox. Asking for
+    it makes a test hidden (is_hidden): the self-check deselects such tests and never opens this folder."""
+    if pytestconfig.getoption("--grader-public-only"):
+        raise pytest.UsageError("hidden_dir requested in a public-only run (a hidden test was not deselected)")
     return Path(manifest["task_dir"]) / "hidden"
+
+
+def is_hidden(item: pytest.Item) -> bool:
+    """Whether a rubric test needs hidden material: it carries `pytest.mark.hidden` (e.g. it reads what a probe
+    computed from held-out inputs) or it asks, directly or through its fixtures, for `hidden_dir`."""
+    return item.get_closest_marker("hidden") is not None or "hidden_dir" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    catalog = config.getoption("--grader-catalog")
+    if catalog:
+        entries = [{"criterion": f"{_notebook_of(item)}.{criterion_of(item)[0]}", "hidden": is_hidden(item),
+                    "title": _title(item), "file": item.path.name} for item in items]
+        Path(catalog).write_text(json.dumps(entries), encoding="utf-8")
+    if config.getoption("--grader-public-only"):
+        hidden = [item for item in items if is_hidden(item)]
+        if hidden:
+            config.hook.pytest_deselected(items=hidden)
+            items[:] = [item for item in items if not is_hidden(item)]
 
 
 def _notebook_of(item: pytest.Item) -> str:
@@ -266,6 +301,12 @@ class _Reporter:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         entries = [c.model_dump(mode="json") for c in self.results.values()]
         self.path.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+
+
+def _title(item: pytest.Item) -> str:
+    """The first line of a rubric test's docstring (German), or its criterion name."""
+    doc = (getattr(item, "obj", None).__doc__ or "").strip() if getattr(item, "obj", None) else ""
+    return doc.splitlines()[0] if doc else criterion_of(item)[0]
 
 
 def _criterion(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo) -> Criterion:

@@ -49,10 +49,20 @@ def solutions(config: Config, task: TaskConfig) -> list[Path]:
     return sorted(found, key=lambda p: (p.name != "reference", not p.name.startswith("alt"), p.name))
 
 
-def sample_participants(config: Config, task: TaskConfig) -> list[SampleParticipant]:
+def representative(folders: list[Path], count: int | None) -> list[Path]:
+    """The reference and `count - 1` others spread evenly over the rest (alternatives first, then the
+    mistakes by name, so every kind of submission is in), or all of them without a count."""
+    if count is None or count >= len(folders):
+        return folders
+    head, rest = folders[:1], folders[1:]
+    others = count - len(head)
+    return head + [rest[i * len(rest) // others] for i in range(others)] if others > 0 else head
+
+
+def sample_participants(config: Config, task: TaskConfig, count: int | None = None) -> list[SampleParticipant]:
     rng = random.Random(f"sample-{task.id}")
     participants = []
-    for index, folder in enumerate(solutions(config, task)):
+    for index, folder in enumerate(representative(solutions(config, task), count)):
         expected = tomllib.loads((folder / "expected.toml").read_text(encoding="utf-8"))
         moodle_id = str(rng.randrange(1_000_000, 9_999_999))
         participants.append(SampleParticipant(moodle_id, NAMES[index % len(NAMES)], folder.name, expected))
@@ -74,13 +84,14 @@ def solution_files(config: Config, task: TaskConfig, solution: str, expected: di
     return files
 
 
-def build_sample(config: Config, task: TaskConfig, out: Path) -> tuple[Path, Path]:
-    """Write `<course>-<task>-<cmid>.zip`, `Grades-….csv` and `participants.json` (who is which solution)."""
+def build_sample(config: Config, task: TaskConfig, out: Path, count: int | None = None) -> tuple[Path, Path]:
+    """Write `<course>-<task>-<cmid>.zip`, `Grades-….csv` and `participants.json` (who is which solution):
+    for every solution, or for a representative `count` of them."""
     out.mkdir(parents=True, exist_ok=True)
     short = config.course.short_name
     archive = out / f"{short}-{task.id}-4711.zip"
     worksheet = out / f"Grades-{short}-{task.id}-4711.csv"
-    participants = sample_participants(config, task)
+    participants = sample_participants(config, task, count)
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf, tempfile.TemporaryDirectory() as tmp:
         for p in participants:
             prefix = f"{p.name}_{p.moodle_id}_assignsubmission_file/"

@@ -47,18 +47,21 @@ def machine() -> cgroup2_vm.Machine:
     return cgroup2_vm.choose_machine()
 
 
-# The hostile corpus is tuned to this machine's speed (10 s cell timeouts): under user-mode Linux, one CPU and
-# 10-20 times slower forks and page faults, a 1 GB allocation or `pip install` outlives those timeouts, so three
-# notebooks end by the clock instead of their limit (seen: memory_bomb, pip_install, fork_bomb). Its limits are
-# proven in the VM by test_sandbox.py's contract tests; the corpus runs there on request, where KVM is real.
+# The hostile corpus's timeouts suit a real machine (10 s a cell). Where KVM runs the VM, it runs as on the host.
+# Under user-mode Linux (one CPU, forks and page faults 10-20 times slower) a 1 GB allocation or `pip install`
+# outlives them, so its timeouts are scaled (HOSTILE_TIME_SCALE) and it runs on request only: it takes about
+# 25 minutes there, more than `make test` can spend. Its limits are proven on user-mode Linux in every
+# `make test` by test_sandbox.py's contract tests (memory bomb, fork bomb, tmpfs filler, thread storm).
 HOSTILE_ON_REQUEST = "GRADER_VM_HOSTILE"
+UML_TIME_SCALE = 8
 
 
 def _marks(name: str, cost: int) -> list:
     marks = [pytest.mark.slow(cost=cost)]
-    if name == "hostile" and not os.environ.get(HOSTILE_ON_REQUEST):
-        marks.append(pytest.mark.skip(reason=f"cgroup v2 VM: the hostile corpus runs only with {HOSTILE_ON_REQUEST}=1 "
-                                             "(its timeouts are tuned to the host; see the comment above)"))
+    on_request = name == "hostile" and cgroup2_vm.choose_machine().name != "kvm"
+    if on_request and not os.environ.get(HOSTILE_ON_REQUEST):
+        marks.append(pytest.mark.skip(reason=f"cgroup v2 VM without KVM: the hostile corpus runs only with "
+                                             f"{HOSTILE_ON_REQUEST}=1 (about 25 minutes under user-mode Linux)"))
     return marks
 
 
@@ -67,8 +70,9 @@ def _marks(name: str, cost: int) -> list:
 def test_passes_on_a_cgroup_v2_kernel(machine, selection):
     """The selection passes as root in a VM whose /sys/fs/cgroup is cgroup2, with no v1 hierarchy mounted."""
     arguments, _ = SELECTIONS[selection]
-    result = cgroup2_vm.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "-rfEs", *arguments], cwd=REPO, machine=machine, timeout=2400)
+    scale = ["env", f"HOSTILE_TIME_SCALE={UML_TIME_SCALE}"] if machine.name == "uml" else []
+    result = cgroup2_vm.run([*scale, str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p",
+                             "no:cacheprovider", "-rfEs", *arguments], cwd=REPO, machine=machine, timeout=3600)
     tail = result.output[-8000:]
     assert result.facts.get("cgroup_fs") == "cgroup2fs", result.facts
     assert result.facts.get("v1_hierarchies") == "0", result.facts

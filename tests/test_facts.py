@@ -114,3 +114,109 @@ def test_notebook_cannot_fake_repository_facts(course, tmp_path):
     shown = "\n".join("".join(output.get("text", "")) for path in (course.root / "runs").rglob("executed.ipynb")
                       for cell in nbformat.read(str(path), as_version=4).cells for output in cell.get("outputs", []))
     assert "'Jonas Müller', 'Lena Schmidt']" in shown, "the attack did not run to its end inside the kernel"
+
+
+# --- Task 5, part 3: the saved model is measured outside the kernel ------------------------------------------
+
+FINETUNE = REPO / "assignments" / "task5" / "solutions"
+# A payload that, if any grader process ever imported or unpickled it, would print fake facts and end there.
+FAKE_FACTS = ("import os; os.write(1, b'{\"kept\": {\"carried\": true}, \"saved_model\": {\"exists\": true}}'); "
+              "os._exit(0)")
+# Appended to a fine-tuning notebook as its last cell, before the in-kernel probe: everything the old probe relied
+# on (report, from_pretrained, json.dumps) now claims a saved model that classifies well and a recomputed accuracy
+# equal to the printed one; the folder `modell` gets a pickle-only model, a config asking for remote code and
+# Python files named like the modules a loader imports. Every step is wrapped: the cell itself never fails.
+FINETUNE_ATTACK = r'''
+import functools, json, os, pathlib, pickle, shutil
+def _attempt(step):
+    try:
+        step()
+    except Exception:
+        pass
+_folder = pathlib.Path("modell")
+_folder.mkdir(exist_ok=True)
+class _Payload:
+    def __reduce__(self):
+        return (exec, (FAKE_FACTS,))
+def _poison():
+    if not (_folder / "model.safetensors").exists():  # nothing saved: a pickle-only model that runs code
+        (_folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload()))
+        config = trainer.model.config.to_dict()
+        config.update(auto_map={"AutoModelForSequenceClassification": "evil.Model"})
+        (_folder / "config.json").write_text(json.dumps(config))
+        tokenizer.save_pretrained(str(_folder))
+    for name in ("evil.py", "transformers.py", "torch.py", "sitecustomize.py", "json.py"):
+        (_folder / name).write_text(FAKE_FACTS + "\n")
+    (_folder / "link").symlink_to("/opt/grader-offline/models/bert/model.safetensors")
+_attempt(_poison)
+def _patch_loading():
+    import transformers
+    memory_model, memory_tokenizer = trainer.model, tokenizer
+    transformers.AutoModelForSequenceClassification.from_pretrained = classmethod(lambda cls, *a, **k: memory_model)
+    transformers.AutoTokenizer.from_pretrained = classmethod(lambda cls, *a, **k: memory_tokenizer)
+_attempt(_patch_loading)
+def _doctored(name, value):
+    if name == "saved_model" or (isinstance(value, dict) and "exists" in value):
+        value = dict(value or {}, exists=True, model=True, tokenizer=True, num_labels=20, error=None)
+    if name == "test_recomputed" or (isinstance(value, dict) and "recomputed" in str(name)):
+        value = dict(value or {}, accuracy=float(accuracy), n=200, error=None)
+    return value
+def _patch_report():
+    import autograder.inside.probe as probe
+    original = probe.report
+    probe.report = lambda name, value: original(name, _doctored(name, value))
+    for name in ("saved_model", "test_recomputed"):
+        original(name, _doctored(name, None))
+_attempt(_patch_report)
+_real_dumps = json.dumps
+json.dumps = functools.wraps(_real_dumps)(lambda value, *a, **k: _real_dumps(value, *a, **k))
+print("attack complete:", sorted(p.name for p in _folder.iterdir()))
+'''.replace("FAKE_FACTS", repr(FAKE_FACTS))
+
+
+def _attacked(notebook: Path) -> str:
+    nb = nbformat.read(str(notebook), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(FINETUNE_ATTACK.strip()))
+    return nbformat.writes(nb)
+
+
+DECISIVE = ("finetune.model_saved", "finetune.heldout_accuracy", "finetune.accuracy_reported")
+
+
+def _finetune_criteria(row: dict) -> list[tuple[str, bool]]:
+    return sorted((c["id"], c["passed"]) for c in row["criteria"] if c["id"].startswith("finetune."))
+
+
+@pytest.mark.slow(cost=400)
+def test_notebook_cannot_fake_a_saved_model(course, tmp_path):
+    """Fine-tuning notebooks that replace report() and from_pretrained, claim a saved accurate model and a
+    recomputed accuracy equal to their printed one, and leave a pickle, remote code and Python files in `modell`
+    get exactly the finetune criteria of the same notebooks without the attack: the one that saved nothing fails
+    model_saved, heldout_accuracy and accuracy_reported; the one that printed its training accuracy fails
+    accuracy_reported."""
+    sources = {"not_saved": FINETUNE / "finetune_wrong_not_saved" / "task5_finetune.ipynb",
+               "train_accuracy": FINETUNE / "finetune_wrong_train_accuracy" / "task5_finetune.ipynb"}
+    participants = {"not_saved": ("5100001", "5100002"), "train_accuracy": ("5100003", "5100004")}
+    uploads = {}
+    for case, (honest, attacker) in participants.items():
+        uploads[honest] = {"task5_finetune.ipynb": sources[case].read_text(encoding="utf-8")}
+        uploads[attacker] = {"task5_finetune.ipynb": _attacked(sources[case])}
+    archive = moodle_zip(tmp_path / "moodle.zip", uploads)
+    assert course.cli("import", "task5", archive).exit_code == 0
+    result = course.cli("grade", "task5")
+    assert result.exit_code == 0, result.output
+    status = course.status("task5")
+
+    failed = {case: [c for c, passed in _finetune_criteria(status[honest]) if not passed and c in DECISIVE]
+              for case, (honest, _) in participants.items()}
+    assert failed["not_saved"] == ["finetune.accuracy_reported", "finetune.heldout_accuracy", "finetune.model_saved"]
+    assert failed["train_accuracy"] == ["finetune.accuracy_reported"]
+    for honest, attacker in participants.values():
+        assert _finetune_criteria(status[attacker]) == _finetune_criteria(status[honest])
+        assert status[attacker]["verdict"] == status[honest]["verdict"]
+    saved = next(c for c in status["5100002"]["criteria"] if c["id"] == "finetune.model_saved")
+    assert "Pickle" in saved["message"], saved["message"]  # the pickle was seen, and never loaded
+    shown = "\n".join("".join(output.get("text", "")) for path in (course.root / "runs").rglob("executed.ipynb")
+                      for cell in nbformat.read(str(path), as_version=4).cells for output in cell.get("outputs", []))
+    assert shown.count("attack complete:") == 2, "the attack did not run to its end inside the kernel"
+    assert "'pytorch_model.bin'" in shown and "'sitecustomize.py'" in shown

@@ -194,3 +194,127 @@ def test_status_json_carries_the_one_criterion_shape(tmp_path):
     assert set(criterion) == {"id", "notebook_id", "title", "required", "state", "message", "detail", "passed"}
     assert "AssertionError: Die Antwort ist falsch." in criterion["detail"]
     assert json.dumps(criterion, ensure_ascii=False)
+
+
+# --- Rubric workers: one process serves the submissions of a run, and a fault still touches only one -------
+
+STATE_RUBRIC = '''"""Remembers what it saw (module, helper module, environment); tells its process id; can crash."""
+import os
+
+import pytest
+
+import remembered
+
+pytestmark = pytest.mark.notebook("main")
+SEEN = []
+
+
+def _word(nb):
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])).split()[0]
+
+
+@pytest.mark.criterion("fresh")
+def test_fresh(nb):
+    """Die Rubrik beginnt frisch"""
+    SEEN.append(nb.folder)
+    remembered.SEEN.append(nb.folder)
+    earlier, os.environ["RUBRIC_SAW"] = os.environ.get("RUBRIC_SAW", ""), str(nb.folder)
+    assert len(SEEN) == len(remembered.SEEN) == 1 and not earlier, f"{len(SEEN)} {len(remembered.SEEN)} {earlier}"
+
+
+@pytest.mark.criterion("process")
+def test_process(nb):
+    """Prozess"""
+    if _word(nb) == "crash":
+        os._exit(70)
+    assert False, f"pid {os.getpid()}"
+'''
+
+
+def _executed(folder, word: str):
+    """A submission as the rubric sees it: an upload and its execution folder (the files only, no sandbox)."""
+    import nbformat
+
+    from autograder.check import SubmittedNotebook
+    from autograder.execute import ExecutionOutcome
+    from autograder.sandbox import ExitReason
+
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"print({word!r})", execution_count=1,
+                                          outputs=[nbformat.v4.new_output("stream", name="stdout", text=word + "\n")])]
+    (folder / "answer.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
+    (folder / "executed.ipynb").write_text(json.dumps(nb), encoding="utf-8")  # outputs' text as one string
+    (folder / "execution.json").write_text("{}", encoding="utf-8")
+    outcome = ExecutionOutcome(key=word, reason=ExitReason.OK, runner_status="completed", message="",
+                               wall_seconds=0.1, memory_peak_mb=None, folder=folder)
+    return [SubmittedNotebook("main", folder / "answer.ipynb", outcome)]
+
+
+def _state_task(tmp_path):
+    """A task whose rubric (STATE_RUBRIC) keeps state at module level and in a helper module."""
+    rubric = tmp_path / "assignments" / "state" / "rubric"
+    rubric.mkdir(parents=True)
+    (rubric / "test_state.py").write_text(STATE_RUBRIC, encoding="utf-8")
+    (rubric / "remembered.py").write_text("SEEN = []\n", encoding="utf-8")
+    text = FAULTS_CONFIG.format(extra="", notebook_extra="", rubric="").replace("tasks.faults", "tasks.state")
+    config = make_workspace(tmp_path / "course", text, tmp_path / "assignments").config()
+    return config, config.task("state")
+
+
+def _judged(config, task, workers, tmp_path, words):
+    from autograder.check import judge
+
+    return [judge(config, task, _executed(tmp_path / f"{i}-{word}", word), rubric=workers)
+            for i, word in enumerate(words)]
+
+
+def _criteria(judgement) -> dict:
+    return {c.id: c for c in judgement.criteria}
+
+
+def test_a_hung_rubric_is_killed_at_its_timeout_and_only_its_submission_errs(tmp_path):
+    """The worker that hangs is killed once rubric_timeout has passed; the next submission gets a fresh one."""
+    import time
+
+    from autograder.check import judge, rubric_workers
+
+    config = _workspace(tmp_path).config()
+    task = config.task("faults").model_copy(update={"rubric_timeout": 3})
+    with rubric_workers(config, task, warm=1) as workers:
+        [before] = _judged(config, task, workers, tmp_path / "a", ["ok"])  # the worker is up: only the rubric counts
+        started = time.monotonic()
+        hung = judge(config, task, _executed(tmp_path / "hang", "hang"), rubric=workers)
+        waited = time.monotonic() - started
+        after = _judged(config, task, workers, tmp_path / "b", ["ok", "wrong"])
+    assert 3 <= waited < 3 + 10, waited
+    assert hung.verdict == "error"
+    assert "rubric ran longer than 3 s" in _criteria(hung)["grader.rubric"].detail
+    assert [j.verdict for j in (before, *after)] == ["pass", "pass", "fail"]
+    assert _criteria(after[1])["main.answer"].message == "Die Antwort ist falsch."
+
+
+def test_rubric_module_state_does_not_reach_the_next_submission(tmp_path):
+    """One worker serves every submission (one process id), and each sees its rubric's modules fresh."""
+    from autograder.check import rubric_workers
+
+    config, task = _state_task(tmp_path)
+    with rubric_workers(config, task) as workers:
+        judged = _judged(config, task, workers, tmp_path, ["ok", "ok", "ok"])
+    assert [_criteria(j)["main.fresh"].state.value for j in judged] == ["pass"] * 3
+    assert len({_criteria(j)["main.process"].message for j in judged}) == 1  # the same worker process
+
+
+def test_the_rubric_worker_is_replaced_after_a_fault(tmp_path):
+    """A worker that died gives `error` for its submission only; the next runs in a new process, fresh."""
+    from autograder.check import rubric_workers
+
+    config, task = _state_task(tmp_path)
+    with rubric_workers(config, task) as workers:
+        first, crashed, second, third = _judged(config, task, workers, tmp_path, ["ok", "crash", "ok", "ok"])
+    assert crashed.verdict == "error" and set(_criteria(crashed)) == {"main.submitted", "main.executed",
+                                                                       "grader.rubric"}
+    assert "rubric could not run (pytest exit 70)" in _criteria(crashed)["grader.rubric"].detail
+    assert all(_criteria(j)["main.fresh"].state.value == "pass" for j in (first, second, third))
+    pids = [_criteria(j)["main.process"].message for j in (first, second, third)]
+    assert pids[0] != pids[1] == pids[2]

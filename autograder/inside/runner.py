@@ -13,6 +13,8 @@ process's memory, so a process the notebook left behind cannot rewrite what is r
 may write the report: it keeps the original stdout on a private descriptor, points fd 1 at stderr before the
 kernel starts (the kernel inherits fds 0-2, never the private one), and makes itself non-dumpable so the
 student's processes (same uid) cannot open /proc/<pid>/fd of it. Nothing it reports is trusted by the host.
+After the report's one line, the folders the job names under `keep` (a saved model) follow as a tar of plain
+files (keep_folders): data for the grader's facts command, which reads it in a sandbox of its own.
 Standard library, papermill and nbformat only; it must not import the rest of the grader.
 """
 
@@ -58,7 +60,9 @@ def main(job_path: str) -> int:
     except Exception as exc:  # the runner's own failure: still report, the host decides what it means
         report = {"status": "runner-error", "message": f"{type(exc).__name__}: {exc}"[:2000]}
     report["duration"] = round(time.monotonic() - started, 3)
-    channel.write(json.dumps(report).encode("utf-8"))
+    channel.write(json.dumps(report).encode("utf-8"))  # one line: json.dumps escapes every newline
+    if job.get("keep") and report["status"] != "runner-error":
+        channel.write(b"\n" + keep_folders(job["keep"], int(job["keep_bytes"])))
     channel.flush()
     return 0
 
@@ -90,6 +94,95 @@ def run_job(job: dict) -> dict:
         nb.cells.append(nbformat.v4.new_code_cell(Path(job["probe"]).read_text(encoding="utf-8")))
     inserted = _inserted_cells(len(nb.cells), chosen, bool(job.get("parameters")), bool(job.get("probe")))
     return _execute(nb, job, inserted)
+
+
+KEEP_MANIFEST = "keep.json"
+KEEP_MAX_FILES = 2000
+
+
+def keep_folders(folders: list[str], limit: int) -> bytes:
+    """The folders the notebook left behind (relative to its folder) as an uncompressed tar, for the facts command.
+
+    Only directories and regular files, never a symlink (listed as skipped); nothing of a folder whose files
+    exceed `limit` bytes (all folders together) or KEEP_MAX_FILES. The manifest `keep.json` at the tar's root
+    says what became of each folder: kept, missing, not-a-folder or too-large. The host never opens this tar;
+    the facts command reads it in a sandbox of its own.
+    """
+    import io
+    import tarfile
+
+    manifest: dict = {"folders": {}, "bytes": 0, "limit_bytes": limit, "skipped": []}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for folder in folders:
+            entries = _folder_entries(Path(folder), manifest["skipped"])
+            if entries is None:
+                manifest["folders"][folder] = "not-a-folder" if os.path.lexists(folder) else "missing"
+                continue
+            size = sum(e[2] for e in entries)
+            if manifest["bytes"] + size > limit or len(entries) > KEEP_MAX_FILES:
+                manifest["folders"][folder] = "too-large"
+                manifest.setdefault("found_bytes", {})[folder] = size
+                continue
+            for path, is_dir, counted in entries:
+                manifest["bytes"] += _add_entry(tar, path, is_dir, counted)
+            manifest["folders"][folder] = "kept"
+        data = json.dumps(manifest).encode("utf-8")
+        info = tarfile.TarInfo(KEEP_MANIFEST)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _folder_entries(folder: Path, skipped: list[str]) -> list[tuple[str, bool, int]] | None:
+    """(path, is a directory, size) of a folder and everything in it, without following links; None: no folder."""
+    import stat
+
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return None
+    except OSError:
+        return None
+    entries: list[tuple[str, bool, int]] = [(folder.as_posix(), True, 0)]
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        walked = []
+        for name in sorted(dirs) + sorted(files):
+            path = os.path.join(root, name)
+            try:
+                found = os.lstat(path)
+            except OSError:  # removed meanwhile (a process the notebook left behind)
+                continue
+            if stat.S_ISDIR(found.st_mode):
+                entries.append((path, True, 0))
+                walked.append(name)
+            elif stat.S_ISREG(found.st_mode):
+                entries.append((path, False, found.st_size))
+            elif len(skipped) < 50:
+                skipped.append(path)
+        dirs[:] = walked  # os.walk does not descend into links to folders (followlinks=False) nor these
+    return entries
+
+
+def _add_entry(tar, path: str, is_dir: bool, counted: int) -> int:
+    """Add one directory or regular file (opened without following a link swapped in since, cut at the size it
+    had when counted); the bytes added."""
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(path)
+    if is_dir:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        return 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(counted)
+    except OSError:
+        return 0
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+    return len(data)
 
 
 def _strip_reserved(nb) -> None:

@@ -63,8 +63,11 @@ def environment_id() -> str:
     """Identify this Python environment by its installed distributions (name==version), like a lock file."""
     from importlib import metadata
 
-    # A set: run from a source checkout, the project's own metadata is found twice (site-packages and cwd).
-    names = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()})
+    # Only the environment's own site-packages, not sys.path: imports add folders to it (importing setuptools
+    # adds its vendored distributions), and the id must not depend on what this process imported so far (a
+    # Dask worker must compute the grader's keys). A set: purelib and platlib are often the same folder.
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    names = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions(path=paths)})
     return "venv:" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
 
