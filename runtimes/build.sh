@@ -1,7 +1,9 @@
 #!/bin/sh
 # Build a runtime image from package registries alone and print its [runtimes.KIND] lines for grader.toml.
 #
-#   runtimes/build.sh [--production] [--rebuild | --verify] [--update-debian-lock] cpu|gpu
+#   runtimes/build.sh [--production] [--rebuild | --verify | --present] [--update-debian-lock] cpu|gpu
+#
+# --present builds nothing: it prints the lines if the image of the current inputs is there, else exits 3.
 #
 # A Debian bookworm root filesystem from Debian's registry (mmdebstrap, Debian packages in debian-packages.txt,
 # their versions checked against debian-packages.lock), a venv at /opt/venv with the Python lock installed by
@@ -22,12 +24,13 @@
 # for machines that reach it; then pass --update-debian-lock once), OFFLINE_DATA (default: REPO/.offline-data).
 set -eu
 
-production=0 rebuild=0 verify=0 update_debian_lock=0
+production=0 rebuild=0 verify=0 present=0 update_debian_lock=0
 while [ $# -gt 1 ]; do
     case $1 in
         --production) production=1 ;;
         --rebuild) rebuild=1 ;;
         --verify) rebuild=1 verify=1 ;;
+        --present) present=1 ;;
         --update-debian-lock) update_debian_lock=1 ;;
         *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -39,7 +42,7 @@ here=$root/runtimes
 case $kind in
     cpu) lock=$root/requirements.lock ;;
     gpu) lock=$here/requirements-gpu.lock ;;
-    *) echo "usage: runtimes/build.sh [--production] [--rebuild | --verify] [--update-debian-lock] cpu|gpu" >&2
+    *) echo "usage: runtimes/build.sh [--production] [--rebuild | --verify | --present] [--update-debian-lock] cpu|gpu" >&2
        exit 2 ;;
 esac
 [ -f "$lock" ] || { echo "build.sh: $lock is missing (see runtimes/README.md, 'The GPU lock')" >&2; exit 2; }
@@ -94,6 +97,9 @@ if [ $rebuild = 0 ] && podman image exists "$tag"; then
     echo "build.sh: $tag is up to date" >&2
     print_lines
     exit 0
+fi
+if [ $present = 1 ]; then
+    echo "build.sh: $tag is not built (runtimes/build.sh $kind builds it)" >&2; exit 3
 fi
 record=$cache/verified-$kind-${tag##*:}
 if [ $verify = 1 ] && [ -f "$record" ]; then  # this image was already built twice
