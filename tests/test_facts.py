@@ -187,36 +187,30 @@ def _finetune_criteria(row: dict) -> list[tuple[str, bool]]:
     return sorted((c["id"], c["passed"]) for c in row["criteria"] if c["id"].startswith("finetune."))
 
 
-@pytest.mark.slow(cost=400)
+@pytest.mark.slow(cost=200)
 def test_notebook_cannot_fake_a_saved_model(course, tmp_path):
-    """Fine-tuning notebooks that replace report() and from_pretrained, claim a saved accurate model and a
-    recomputed accuracy equal to their printed one, and leave a pickle, remote code and Python files in `modell`
-    get exactly the finetune criteria of the same notebooks without the attack: the one that saved nothing fails
-    model_saved, heldout_accuracy and accuracy_reported; the one that printed its training accuracy fails
-    accuracy_reported."""
-    sources = {"not_saved": FINETUNE / "finetune_wrong_not_saved" / "task5_finetune.ipynb",
-               "train_accuracy": FINETUNE / "finetune_wrong_train_accuracy" / "task5_finetune.ipynb"}
-    participants = {"not_saved": ("5100001", "5100002"), "train_accuracy": ("5100003", "5100004")}
-    uploads = {}
-    for case, (honest, attacker) in participants.items():
-        uploads[honest] = {"task5_finetune.ipynb": sources[case].read_text(encoding="utf-8")}
-        uploads[attacker] = {"task5_finetune.ipynb": _attacked(sources[case])}
+    """A fine-tuning notebook that saved no model, then replaces report() and from_pretrained, claims a saved
+    accurate model and a recomputed accuracy equal to its printed one, and leaves a pickle, remote code and Python
+    files in `modell`, gets exactly the finetune criteria of the same notebook without the attack: it fails
+    model_saved, heldout_accuracy and accuracy_reported. (One pair: each fine-tuning run takes minutes on a CPU;
+    tests/test_solutions.py grades the other fine-tuning mistakes, whose criteria now come from the same facts.)"""
+    source = FINETUNE / "finetune_wrong_not_saved" / "task5_finetune.ipynb"
+    honest, attacker = "5100001", "5100002"
+    uploads = {honest: {"task5_finetune.ipynb": source.read_text(encoding="utf-8")},
+               attacker: {"task5_finetune.ipynb": _attacked(source)}}
     archive = moodle_zip(tmp_path / "moodle.zip", uploads)
     assert course.cli("import", "task5", archive).exit_code == 0
     result = course.cli("grade", "task5")
     assert result.exit_code == 0, result.output
     status = course.status("task5")
 
-    failed = {case: [c for c, passed in _finetune_criteria(status[honest]) if not passed and c in DECISIVE]
-              for case, (honest, _) in participants.items()}
-    assert failed["not_saved"] == ["finetune.accuracy_reported", "finetune.heldout_accuracy", "finetune.model_saved"]
-    assert failed["train_accuracy"] == ["finetune.accuracy_reported"]
-    for honest, attacker in participants.values():
-        assert _finetune_criteria(status[attacker]) == _finetune_criteria(status[honest])
-        assert status[attacker]["verdict"] == status[honest]["verdict"]
+    failed = [c for c, passed in _finetune_criteria(status[honest]) if not passed and c in DECISIVE]
+    assert failed == ["finetune.accuracy_reported", "finetune.heldout_accuracy", "finetune.model_saved"]
+    assert _finetune_criteria(status[attacker]) == _finetune_criteria(status[honest])
+    assert status[attacker]["verdict"] == status[honest]["verdict"]
     saved = next(c for c in status["5100002"]["criteria"] if c["id"] == "finetune.model_saved")
     assert "Pickle" in saved["message"], saved["message"]  # the pickle was seen, and never loaded
     shown = "\n".join("".join(output.get("text", "")) for path in (course.root / "runs").rglob("executed.ipynb")
                       for cell in nbformat.read(str(path), as_version=4).cells for output in cell.get("outputs", []))
-    assert shown.count("attack complete:") == 2, "the attack did not run to its end inside the kernel"
+    assert shown.count("attack complete:") == 1, "the attack did not run to its end inside the kernel"
     assert "'pytorch_model.bin'" in shown and "'sitecustomize.py'" in shown

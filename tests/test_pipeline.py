@@ -136,8 +136,12 @@ def test_killed_grade_resumes_with_one_result_each(sandboxcheck, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _runs(database) < 6, "killed too late to test anything"
-    time.sleep(1)
-    assert sandbox_processes(62000, 62010) == []  # nothing of the killed run lives on
+    # Nothing of the killed run lives on: bwrap's --die-with-parent ends each sandbox, process by process, from
+    # its top down, which takes more than a second on a loaded machine.
+    deadline = time.monotonic() + 15
+    while sandbox_processes(62000, 62010) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sandbox_processes(62000, 62010) == []
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
