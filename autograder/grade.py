@@ -1,6 +1,7 @@
 """The grading pipeline for one task: for each current submission, execute → capture → check → record.
 
-Submissions run in a pool of worker threads, each driving one sandbox at a time under its own uid slot;
+Submissions run in a pool of worker threads, each driving one sandbox at a time under its own uid slot (given
+back as soon as the sandbox ends, so that the next submission runs while this one is judged);
 the database writes happen as each submission finishes. A submission is skipped when it already has a run
 for its grading key (its content, the rubric, the task settings, the runtime), so a second `grader grade`
 does nothing and a killed one picks up where it stopped. Identical notebooks share one cached execution.
@@ -93,8 +94,6 @@ def grade_task(
     executor = Executor(config, placer)
     course_dir = config.path(config.paths.nbgrader_course)
     planning = time.monotonic()
-    sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))  # converge after a crash
-
     summary = GradeSummary()
     pending = []
     for item in _plan(config, task, engine, executor, only):
@@ -105,16 +104,20 @@ def grade_task(
     summary.stages["plan"] = time.monotonic() - planning
     callbacks.on_plan(len(pending), summary.skipped)
     if not pending:
+        _sync_gradebook(engine, course_dir, task, summary)  # converges after a run killed before its own sync
         return summary
 
     placements = [placer.place(task, nb) for nb in task.parts()]
     provisional = any(p.provisional for p in placements)
     backends = "+".join(sorted({p.sandbox.name for p in placements}))
     runtimes = "+".join(sorted({p.sandbox.runtime_id() for p in placements}))
-    # With a cluster, a thread mostly waits for its remote execution: one per submission in flight.
-    threads = workers if cluster is None else min(len(pending), CLUSTER_IN_FLIGHT)
+    # `workers` sandboxes at once, and one thread more, so that a submission's rubric runs while the next
+    # submission's sandbox does. With a cluster, a thread mostly waits for its remote execution: one per
+    # submission in flight.
+    sandboxes = workers if cluster is None else min(len(pending), CLUSTER_IN_FLIGHT)
+    threads = sandboxes + 1 if cluster is None else sandboxes
     slots: queue.Queue[int] = queue.Queue()  # sandbox uid slots here (a cluster's workers number their own)
-    for slot in range(threads):
+    for slot in range(sandboxes):
         slots.put(slot)
     judging = threading.Semaphore(workers)  # rubric processes at once on this host
     locks = _KeyLocks()
@@ -124,6 +127,9 @@ def grade_task(
         if cancel.is_set():  # interrupted: start nothing new (None: left pending)
             return item, None, {}, None, {}
         slot = slots.get()
+        if cancel.is_set():  # interrupted while it waited for a sandbox slot
+            slots.put(slot)
+            return item, None, {}, None, {}
         started = utcnow()
         clock = time.monotonic()
         executions: dict[str, int] = {}
@@ -131,15 +137,18 @@ def grade_task(
         try:
             callbacks.on_submission_start(item)
             submitted = []
-            for notebook_id, run in item.runs.items():
-                if run is None:
-                    submitted.append(SubmittedNotebook(notebook_id, None, None))
-                    continue
-                outcome, execution_id = _execute_cached(engine, executor, locks, run, slot, runs_root, execute)
-                executions[notebook_id] = execution_id
-                submitted.append(SubmittedNotebook(notebook_id, run.notebook_file, outcome))
-                for stage, seconds in outcome.stages.items():
-                    stages[stage] = stages.get(stage, 0.0) + seconds
+            try:
+                for notebook_id, run in item.runs.items():
+                    if run is None:
+                        submitted.append(SubmittedNotebook(notebook_id, None, None))
+                        continue
+                    outcome, execution_id = _execute_cached(engine, executor, locks, run, slot, runs_root, execute)
+                    executions[notebook_id] = execution_id
+                    submitted.append(SubmittedNotebook(notebook_id, run.notebook_file, outcome))
+                    for stage, seconds in outcome.stages.items():
+                        stages[stage] = stages.get(stage, 0.0) + seconds
+            finally:
+                slots.put(slot)  # its sandboxes are gone: the next submission runs while this one is judged
             stages["execute"] = time.monotonic() - clock
             with judging:
                 judgement = judge(config, task, submitted, problem=item.problem, rubric=rubric)
@@ -148,15 +157,13 @@ def grade_task(
         except Exception as exc:  # a fault of the grader with this submission: `error`, and on to the next
             detail = "".join(traceback.format_exception(exc))
             judgement = Judgement("error", [grader_fault("grading", "Abgabe bewertet", detail)])
-        finally:
-            slots.put(slot)
         if judgement is not None and judgement.has_fault and cancel.is_set():
             judgement = None  # a fault met while interrupted (a terminal's Ctrl-C reaches the rubric too): no verdict
         return item, judgement, executions, started, stages
 
-    # One rubric process per judging thread for the whole run (not one per submission), started now.
+    # Rubric processes for the whole run (not one per submission): one starts now, more only while rubrics queue.
     with _execution_part(executor, placer, cluster, cancel) as execute, \
-            rubric_workers(config, task, warm=min(workers, len(pending))) as rubric, \
+            rubric_workers(config, task, warm=min(1, len(pending))) as rubric, \
             ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grade") as pool:
         futures: list[Future] = [pool.submit(work, item, execute) for item in pending]
         remaining = set(futures)
@@ -180,11 +187,17 @@ def grade_task(
                 if judgement.has_fault:
                     summary.errors.append(item.participant)
                 callbacks.on_submission_done(item, judgement)
-    syncing = time.monotonic()
-    if not cancel.is_set():  # interrupted: out at once; the next run brings the gradebook up to date first
-        sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))
-    summary.stages["gradebook"] = time.monotonic() - syncing
+    if not cancel.is_set():  # interrupted: out at once; the next run's sync brings the gradebook up to date
+        _sync_gradebook(engine, course_dir, task, summary)
     return summary
+
+
+def _sync_gradebook(engine: Engine, course_dir: Path, task: TaskConfig, summary: GradeSummary) -> None:
+    """nbgrader's gradebook made to hold every recorded verdict of the task: once per run, at its end (a run killed
+    before it leaves the next run to do it)."""
+    syncing = time.monotonic()
+    sync_gradebook(course_dir, task.id, gradebook_entries(engine, task.id))
+    summary.stages["gradebook"] = time.monotonic() - syncing
 
 
 def _plan(config: Config, task: TaskConfig, engine: Engine, executor: Executor,

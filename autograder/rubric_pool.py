@@ -2,9 +2,10 @@
 
 A rubric process costs 1 to 6 s to start (Python, pytest, the rubric's libraries), far more than the rubric
 itself; autograder.rubric_worker pays it once and then serves one submission after another. The pool lends each
-grading thread a worker of its own (at most as many run as threads ask at once) and takes it back when the rubric
-ran clean. A worker that ran past its timeout, died, or ran a rubric pytest could not finish is killed with
-everything it started, and the next request starts a fresh one: a fault touches exactly one submission.
+grading thread a worker (a thread that finds all busy waits a moment for one before it starts another: a fast
+rubric keeps one worker, a slow one gets one per thread) and takes it back when the rubric ran clean. A worker
+that ran past its timeout, died, or ran a rubric pytest could not finish is killed with everything it started,
+and the next request starts a fresh one: a fault touches exactly one submission.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ LOG_TAIL_BYTES = 4096
 # Starting (Python, pytest, collecting the rubric with its libraries) may take this long on a loaded machine before
 # a submission's own rubric_timeout starts counting.
 STARTUP_SECONDS = 120
+# How long a grading thread waits for a busy worker before it starts one more: a worker's start (1 to 6 s of CPU,
+# taken from the sandboxes) pays only where rubrics take longer than this; most take a tenth of a second.
+PATIENCE_SECONDS = 1.0
 # pytest's exit codes of a session that ran to its end: all passed, some failed, nothing to run.
 CLEAN_EXITS = (0, 1, 5)
 
@@ -147,7 +151,7 @@ class RubricPool:
         self.folder = folder
         self._idle: list[RubricWorker] = []
         self._busy: set[RubricWorker] = set()
-        self._guard = threading.Lock()
+        self._guard = threading.Condition()
         self._closed = False
 
     def warm(self, count: int) -> "RubricPool":
@@ -173,12 +177,15 @@ class RubricPool:
             self._give_back(worker, trusted=result is not None and result.clean)
 
     def _lend(self) -> RubricWorker:
-        """A waiting worker, or a new one (one that died while it waited is stopped, not handed out)."""
+        """A waiting worker, one given back within PATIENCE_SECONDS while all are busy, or else a new one (one that
+        died while it waited is stopped, not handed out)."""
         while True:
             with self._guard:
                 if self._closed:
                     raise RuntimeError("rubric workers used after their grading run ended")
-                worker = self._idle.pop() if self._idle else None
+                if not self._idle and self._busy:
+                    self._guard.wait_for(lambda: self._idle or self._closed, PATIENCE_SECONDS)
+                worker = self._idle.pop() if self._idle and not self._closed else None
                 if worker is not None and worker.alive:
                     self._busy.add(worker)
                     return worker
@@ -195,6 +202,7 @@ class RubricPool:
             self._busy.discard(worker)
             if trusted and worker.alive and worker.served < REQUESTS_PER_WORKER and not self._closed:
                 self._idle.append(worker)
+                self._guard.notify()
                 return
         worker.stop()
 
@@ -202,6 +210,7 @@ class RubricPool:
         with self._guard:
             self._closed, idle, self._idle = True, self._idle, []
             busy = list(self._busy)
+            self._guard.notify_all()
         for worker in busy:
             worker.kill()  # its thread sees it die, and stops it
         for worker in idle:

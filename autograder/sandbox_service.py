@@ -178,7 +178,7 @@ def _check_spec(config: Config, spec: RunSpec, slots: int) -> None:
         raise Refused(f"scratch {spec.scratch!r} is not the sandbox's working folder")
     if spec.argv not in (READY_ARGV, [*execute.RUNNER_ARGV, execute.JOB_FILE]) and not _is_facts_command(spec.argv):
         raise Refused(f"command {' '.join(spec.argv)[:200]!r} is not one the grader runs")
-    if spec.environment and spec.environment != execute._sandbox_environment():
+    if spec.environment and spec.environment != execute.sandbox_environment(spec.limits):
         raise Refused("environment differs from the sandbox's own")
     targets = [m.target for m in spec.mounts]
     for mount in spec.mounts:
