@@ -20,7 +20,6 @@ Standard library, papermill and nbformat only; it must not import the rest of th
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import json
 import os
