@@ -132,6 +132,21 @@ class Executor:
     def folder_for(self, key: str) -> Path:
         return self.runs_root / "executions" / key[:2] / key
 
+    def finished(self, key: str) -> ExecutionOutcome | None:
+        """The execution of `key` found whole in the runs folder (a folder arrives there by one rename, its
+        execution.json inside), though this course's database has none: another course grading into the same
+        runs folder made it, or a run killed before it recorded it. None: there is none."""
+        folder = self.folder_for(key)
+        try:
+            summary = json.loads((folder / "execution.json").read_text(encoding="utf-8"))
+            return ExecutionOutcome(
+                key=key, reason=ExitReason(summary["exit_reason"]), runner_status=str(summary["runner_status"]),
+                message=str(summary["message"]), wall_seconds=float(summary["wall_seconds"]),
+                memory_peak_mb=summary["memory_peak_mb"], folder=folder, limits=dict(summary.get("sandbox") or {}),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def execute(self, run: NotebookRun, slot: int = 0) -> ExecutionOutcome:
         """Run the notebook in the sandbox; every student failure is in the outcome, nothing is raised."""
         key = self.key(run)

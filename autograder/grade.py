@@ -271,7 +271,7 @@ def _execute_cached(engine: Engine, executor: Executor, locks: "_KeyLocks", run:
                 folder=runs_root / cached.folder,
             )
             return outcome, cached.id
-        outcome = execute(run, slot)
+        outcome = executor.finished(key) or execute(run, slot)  # executions are shared by content
         sandbox = executor.placement(run).sandbox
         execution = record_execution(engine, outcome, run.notebook.id, key, sandbox.name, sandbox.runtime_id(), runs_root)
         return outcome, execution.id

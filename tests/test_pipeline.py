@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from autograder.models import Execution, Run, open_database
-from conftest import REPO, moodle_zip, notebook, sandbox_processes
+from conftest import REPO, SANDBOXCHECK_CONFIG, TEST_ASSIGNMENTS, make_workspace, moodle_zip, notebook, sandbox_processes
 
 pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
 
@@ -151,6 +151,30 @@ def test_killed_grade_resumes_with_one_result_each(sandboxcheck, tmp_path):
     assert set(sandboxcheck.status("sandboxcheck")[p]["verdict"] for p in participants) == {"pass"}
 
 
+def test_courses_sharing_a_runs_folder_share_executions_by_content(tmp_path):
+    """A second course grading the same upload into the same runs folder runs no sandbox: it records the
+    execution the first made (and gets the same verdicts)."""
+    shared = tmp_path / "shared-runs"
+    config = SANDBOXCHECK_CONFIG + f'\n[paths]\nruns = "{shared}"\n'
+    first, second = (make_workspace(tmp_path / name, config, TEST_ASSIGNMENTS) for name in ("winter", "resit"))
+    archive = moodle_zip(tmp_path / "moodle.zip", {"7100001": {"check.ipynb": GOOD},
+                                                   "7100002": {"check.ipynb": notebook("1/0", "print('fertig')")}})
+    for workspace in (first, second):
+        assert workspace.cli("import", "sandboxcheck", archive).exit_code == 0
+    graded = first.cli("grade", "sandboxcheck")
+    assert graded.exit_code == 0 and "sandbox" in _stages_line(graded.output)
+    made = {path: path.stat().st_mtime_ns for path in shared.rglob("execution.json")}
+    assert len(made) == 2
+
+    result = second.cli("grade", "sandboxcheck")
+    assert result.exit_code == 0, result.output
+    assert {path: path.stat().st_mtime_ns for path in shared.rglob("execution.json")} == made  # nothing ran again
+    assert "sandbox" not in _stages_line(result.output)
+    verdicts = {p: s["verdict"] for p, s in second.status("sandboxcheck").items()}
+    assert verdicts == {p: s["verdict"] for p, s in first.status("sandboxcheck").items()}
+    assert verdicts == {"7100001": "pass", "7100002": "fail"}
+
+
 def test_nbgrader_gradebook_lists_the_verdicts(sandboxcheck, tmp_path):
     """The verdicts reach nbgrader's gradebook through its API, so `nbgrader export` lists them."""
     archive = moodle_zip(tmp_path / "moodle.zip", {
@@ -175,6 +199,10 @@ def test_nbgrader_gradebook_lists_the_verdicts(sandboxcheck, tmp_path):
                     f"--CourseDirectory.root={course}", "--to", str(tmp_path / "grades2.csv")],
                    cwd=course, env=env, check=True, capture_output=True)
     assert ",6000002," in (tmp_path / "grades2.csv").read_text() and "1.0" in (tmp_path / "grades2.csv").read_text().splitlines()[2]
+
+
+def _stages_line(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("Stages"))
 
 
 def _runs(database) -> int:
