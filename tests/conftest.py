@@ -98,6 +98,18 @@ title = "Prüfnotebook"
 
 
 @pytest.fixture
+def unsandboxed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's test double, for tests about something else (progress lines, say): `grader grade` run in this
+    process executes through the self-check's LocalSandbox, the same seam with the real runner, papermill and
+    kernel but no isolation and no root, so such a test belongs to `make test-fast`. Only for the test's own
+    notebooks, never for hostile ones."""
+    from autograder import placement
+    from autograder.selfcheck.local import LocalPlacer
+
+    monkeypatch.setattr(placement, "Placer", LocalPlacer)
+
+
+@pytest.fixture
 def sandboxcheck(tmp_path: Path) -> Workspace:
     """A workspace with one tiny task whose rubric only asks that the notebook printed 'fertig'."""
     return make_workspace(tmp_path / "course", SANDBOXCHECK_CONFIG, TEST_ASSIGNMENTS)

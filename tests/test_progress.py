@@ -26,8 +26,7 @@ SILENT = notebook("x = 21 * 2")  # never prints 'fertig': fail
 UID = 62100  # uids of their own: other tests' sandboxes must not count as leftovers here
 
 
-@pytest.mark.sandbox
-def test_plain_progress_shows_done_of_total_verdicts_and_what_runs(sandboxcheck, tmp_path):
+def test_plain_progress_shows_done_of_total_verdicts_and_what_runs(sandboxcheck, unsandboxed, tmp_path):
     """Not on a terminal: a head line with the workers, one line per result with the counts so far, and status
     lines (done/total, ETA, the running submissions with their time)."""
     archive = moodle_zip(tmp_path / "moodle.zip", {"7000001": {"check.ipynb": GOOD},
