@@ -23,7 +23,7 @@ pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-f
 SELECTIONS = {
     "vm": (["tests/vm/inside_checks.py"], 15),
     "sandbox": (["tests/test_sandbox.py"], 300),
-    "hostile": (["tests/test_hostile.py", "-k", "bwrap"], 600),
+    "hostile": (["tests/test_hostile.py", "-k", "bwrap"], 450),
 }
 
 
@@ -49,19 +49,17 @@ def machine() -> cgroup2_vm.Machine:
 
 # The hostile corpus's timeouts suit a real machine (10 s a cell). Where KVM runs the VM, it runs as on the host.
 # Under user-mode Linux (one CPU, forks and page faults 10-20 times slower) a 1 GB allocation or `pip install`
-# outlives them, so its timeouts are scaled (HOSTILE_TIME_SCALE) and it runs on request only: it takes about
-# 25 minutes there, more than `make test` can spend. Its limits are proven on user-mode Linux in every
-# `make test` by test_sandbox.py's contract tests (memory bomb, fork bomb, tmpfs filler, thread storm).
-HOSTILE_ON_REQUEST = "GRADER_VM_HOSTILE"
+# outlives them, so its timeouts are scaled (HOSTILE_TIME_SCALE); it takes about 7.5 minutes there (443 s on
+# 2026-12-01), beside the rest of `make test` on the other core. GRADER_VM_HOSTILE=0 leaves it out (a developer's
+# quicker full run); its limits are still proven by test_sandbox.py's contract tests in the VM.
+HOSTILE_SWITCH = "GRADER_VM_HOSTILE"
 UML_TIME_SCALE = 8
 
 
 def _marks(name: str, cost: int) -> list:
     marks = [pytest.mark.slow(cost=cost)]
-    on_request = name == "hostile" and cgroup2_vm.choose_machine().name != "kvm"
-    if on_request and not os.environ.get(HOSTILE_ON_REQUEST):
-        marks.append(pytest.mark.skip(reason=f"cgroup v2 VM without KVM: the hostile corpus runs only with "
-                                             f"{HOSTILE_ON_REQUEST}=1 (about 25 minutes under user-mode Linux)"))
+    if name == "hostile" and os.environ.get(HOSTILE_SWITCH) == "0":
+        marks.append(pytest.mark.skip(reason=f"the hostile corpus in the cgroup v2 VM left out ({HOSTILE_SWITCH}=0)"))
     return marks
 
 

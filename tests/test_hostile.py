@@ -30,6 +30,7 @@ BACKENDS = ["bwrap"] + (["podman"] if shutil.which("podman") else [])
 # forks and page faults 10-20 times slower) scales them, so that each notebook still ends by its own limit
 # (memory, processes, disk) rather than by the clock.
 TIME_SCALE = float(os.environ.get("HOSTILE_TIME_SCALE", "1"))
+CELL_TIMEOUT = round(10 * TIME_SCALE)  # expected.toml's messages say {cell_timeout}
 
 HOSTILE_CONFIG = f"""
 [course]
@@ -47,7 +48,7 @@ max_notebook_mb = 20
 
 [tasks.hostile]
 title = "Feindliche Abgaben"
-cell_timeout = {round(10 * TIME_SCALE)}
+cell_timeout = {CELL_TIMEOUT}
 notebook_timeout = {round(40 * TIME_SCALE)}
 memory_mb = 1024
 
@@ -95,7 +96,7 @@ def _failed_as_expected(failed: list[str], want: dict) -> bool:
 
 def _says(messages: str, want: dict) -> bool:
     expected = want["message"] if isinstance(want["message"], list) else [want["message"]]
-    return any(text in messages for text in expected)
+    return any(text.replace("{cell_timeout}", str(CELL_TIMEOUT)) in messages for text in expected)
 
 
 @pytest.fixture
