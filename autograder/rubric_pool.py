@@ -181,11 +181,11 @@ class RubricPool:
         died while it waited is stopped, not handed out)."""
         while True:
             with self._guard:
-                if self._closed:
-                    raise RuntimeError("rubric workers used after their grading run ended")
-                if not self._idle and self._busy:
+                if not self._idle and self._busy and not self._closed:
                     self._guard.wait_for(lambda: self._idle or self._closed, PATIENCE_SECONDS)
-                worker = self._idle.pop() if self._idle and not self._closed else None
+                if self._closed:  # also while it waited: no new worker the pool would never stop
+                    raise RuntimeError("rubric workers used after their grading run ended")
+                worker = self._idle.pop() if self._idle else None
                 if worker is not None and worker.alive:
                     self._busy.add(worker)
                     return worker
