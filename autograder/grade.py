@@ -30,9 +30,8 @@ from autograder.placement import Placer
 from autograder.ingest import submission_files
 from autograder.models import Participant, Submission, SubmittedFile, utcnow
 from autograder.record import (
-    find_execution, gradebook_entries, has_run, record_execution, record_run, sync_gradebook,
+    gradebook_entries, has_run, record_execution, record_run, sync_gradebook,
 )
-from autograder.sandbox import ExitReason
 from autograder.sandbox.process import RunCancelled
 
 CLUSTER_IN_FLIGHT = 256  # executions handed to a cluster at once (each waits in a thread of its own here)
@@ -263,15 +262,9 @@ def _execute_cached(engine: Engine, executor: Executor, locks: "_KeyLocks", run:
                     runs_root: Path, execute: _Execute) -> tuple[ExecutionOutcome, int]:
     key = executor.key(run)
     with locks.hold(key):  # two submissions with the same notebook: the second waits and reuses
-        cached = find_execution(engine, key)
-        if cached is not None and (runs_root / cached.folder / "execution.json").exists():
-            outcome = ExecutionOutcome(
-                key=key, reason=ExitReason(cached.exit_reason), runner_status=cached.runner_status,
-                message=cached.message, wall_seconds=cached.wall_seconds, memory_peak_mb=cached.memory_peak_mb,
-                folder=runs_root / cached.folder,
-            )
-            return outcome, cached.id
-        outcome = executor.finished(key) or execute(run, slot)  # executions are shared by content
+        # Executions are kept by content: one already in the runs folder (this course's, another course's sharing
+        # the folder, or a killed run's) is read back instead of run again; its row, if any, is kept.
+        outcome = executor.finished(key) or execute(run, slot)
         sandbox = executor.placement(run).sandbox
         execution = record_execution(engine, outcome, run.notebook.id, key, sandbox.name, sandbox.runtime_id(), runs_root)
         return outcome, execution.id

@@ -37,13 +37,6 @@ VERDICT_NOTEBOOK = "verdict"
 VERDICT_CELL = "passed"
 
 
-def find_execution(engine: Engine, key: str) -> Execution | None:
-    """The cached execution for this key, if its folder still exists."""
-    with Session(engine) as session:
-        execution = session.exec(select(Execution).where(Execution.key == key)).first()
-    return execution
-
-
 def record_execution(engine: Engine, outcome: ExecutionOutcome, notebook_id: str, notebook_sha: str,
                      backend: str, runtime: str, runs_root: Path) -> Execution:
     """Store a finished execution (its folder already in place); an existing row for the key is kept."""
