@@ -46,7 +46,8 @@ class PathsConfig(_Section):
 
 
 class SandboxConfig(_Section):
-    backend: str = Field(default="bwrap", description="Sandbox backend: bwrap, podman or docker.")
+    backend: str = Field(default="bwrap", description="Sandbox backend: bwrap, fork (bwrap's sandbox, forked from "
+                         "an interpreter with the libraries loaded), podman or docker.")
     uid: int = Field(default=61000, ge=1000, description="First unprivileged uid; worker k runs as uid + k.")
     workers: Union[int, None] = Field(default=None, ge=1, le=64, description="Submissions graded at once; default: "
                                       "what this machine allows for the task, min(cores, available memory // the "
@@ -62,6 +63,9 @@ class SandboxConfig(_Section):
     cpus: Union[float, None] = Field(default=None, ge=0.1, description="CPU share of one sandbox in cores (cgroup "
                                      "quota, --cpus); default: this machine's cores divided by the workers "
                                      "(one core when workers is not set).")
+    preload: Union[list[str], None] = Field(default=None, description="Modules the fork backend's server imports "
+                                            "once for every notebook (default: the kernel, papermill, numpy, pandas, "
+                                            "scikit-learn and matplotlib's core; autograder/sandbox/fork.py).")
     launcher: list[str] = Field(default_factory=list, description="Command that starts the privileged sandbox "
                                 "launcher when the grader runs as an ordinary user, e.g. [\"sudo\", \"-n\", "
                                 "\"/opt/grader/.venv/bin/grader-sandbox\", \"--config\", \"/srv/course/grader.toml\"] "

@@ -53,7 +53,7 @@ FACTS_NAME = "facts.json"
 # [sandbox] settings that change where or how fast a notebook runs, never what it does: left out of the
 # execution key, so grading with more workers (a smaller default CPU share each), other uids, another
 # launcher, or another default backend (the key names the backend that runs it) reuses every execution.
-NOT_IN_KEY = {"workers", "uid", "launcher", "backend"}
+NOT_IN_KEY = {"workers", "uid", "launcher", "backend", "preload"}
 KEPT_NAME = "kept.tar"
 KEEP_MARGIN_BYTES = 8 * 1024 * 1024  # tar headers (KEEP_MAX_FILES of them) and the manifest
 
@@ -238,6 +238,7 @@ class Executor:
             limits=limits,
             slot=slot,
             gpu=placement.gpu,
+            warm=True,  # the runner behaves the same in a fresh interpreter and in the fork backend's warm one
         )
 
     def _measure_facts(self, run: NotebookRun, placement: Placement, staging: Path, slot: int,
@@ -275,6 +276,7 @@ class Executor:
         spec = dataclasses.replace(
             notebook_spec, mounts=[*mounts, Mount(script, FACTS_FILE), Mount(job_file, FACTS_JOB_FILE)],
             gpu=placement.gpu, argv=["python", "-I", FACTS_FILE, INPUT_DIR, _relative(run.notebook_file, run.base)],
+            warm=False,  # started afresh: nothing of the runner's interpreter
         )
         result = placement.sandbox.run(spec)
         record: dict = {"measured": False, "message": "", "facts": {}}

@@ -76,6 +76,8 @@ class Placer:
             key = (backend, name if backend in CONTAINER_BACKENDS else "")
             if key not in self._sandboxes:
                 options: dict = {"uid_base": self.uid_base, "allow_weak_limits": self.allow_weak_limits}
+                if backend == "fork" and self.config.sandbox.preload is not None:
+                    options["preload"] = self.config.sandbox.preload
                 if backend in CONTAINER_BACKENDS:
                     # gpu: a GPU image refuses to start on a host without a GPU (one line, before grading)
                     options.update(image=runtime.image, rootfs=runtime.rootfs, gpu=runtime.kind == "gpu")

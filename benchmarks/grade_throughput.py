@@ -17,6 +17,7 @@ with its ratio to (a); the last line is machine-readable:
   RESULT speedup_vs_papermill=<x> speedup_vs_nbgrader=<x> overhead_s=<x> regrade_s=<x>
 
 Usage: python benchmarks/grade_throughput.py [--quick] [--submissions N] [--empty N] [--workdir DIR]
+                                            [--backend fork|bwrap]
 (`make benchmark`; --quick: 8 submissions and 5 empty notebooks, a few minutes). Needs what `grader grade`
 needs (root, bubblewrap, `make data`).
 """
@@ -55,6 +56,7 @@ short_name = "BENCH"
 offline_data = "{offline}"
 
 [sandbox]
+backend = "{backend}"
 uid = {uid}
 workers = {workers}
 
@@ -97,21 +99,23 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, help="how many clustering submissions (default 40)")
     parser.add_argument("--empty", type=int, help="how many empty notebooks for the overhead (default 20)")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: a temporary folder)")
+    parser.add_argument("--backend", default="fork", choices=["fork", "bwrap"],
+                        help="sandbox backend of (c), (d) and (e) (default: fork)")
     args = parser.parse_args()
     count = args.submissions or (8 if args.quick else 40)
     empties = args.empty or (5 if args.quick else 20)
     if args.workdir:
         shutil.rmtree(args.workdir, ignore_errors=True)
         args.workdir.mkdir(parents=True)
-        return run(args.workdir.resolve(), count, empties)
+        return run(args.workdir.resolve(), count, empties, args.backend)
     with tempfile.TemporaryDirectory(prefix="grade-throughput-") as tmp:
-        return run(Path(tmp), count, empties)
+        return run(Path(tmp), count, empties, args.backend)
 
 
-def run(work: Path, count: int, empties: int) -> int:
+def run(work: Path, count: int, empties: int, backend: str) -> int:
     assignments = _assignments(work / "assignments", count, empties)
     print(f"benchmark in {work}: {count} clustering submissions, {empties} empty notebooks, "
-          f"{os.cpu_count()} cores", flush=True)
+          f"{os.cpu_count()} cores, backend {backend}", flush=True)
     corpus = _sample(work / "corpus", assignments, "task5")
     empty = _sample(work / "empty-corpus", assignments, "empty")
 
@@ -125,7 +129,7 @@ def run(work: Path, count: int, empties: int) -> int:
     took("b", Timing("(b) nbgrader autograde", _nbgrader(corpus, work / "nbgrader")))
     workspaces = {}
     for workers in (1, 2):
-        ws = workspaces[workers] = _workspace(work / f"grader-w{workers}", assignments, workers)
+        ws = workspaces[workers] = _workspace(work / f"grader-w{workers}", assignments, workers, backend)
         _grader(ws, "import", "task5", corpus.archive, "--worksheet", corpus.worksheet)
         seconds, output = _timed_grader(ws, "grade", "task5", "--workers", str(workers))
         wrong = _wrong_verdicts(ws, corpus)
@@ -138,7 +142,7 @@ def run(work: Path, count: int, empties: int) -> int:
     grader_runs, papermill_runs = [], []
     for attempt in (1, 2):
         papermill_runs.append(_papermill(empty, work / f"pm-empty-{attempt}"))
-        ws = _workspace(work / f"grader-empty-{attempt}", assignments, 1)
+        ws = _workspace(work / f"grader-empty-{attempt}", assignments, 1, backend)
         _grader(ws, "import", "empty", empty.archive, "--worksheet", empty.worksheet)
         seconds, output = _timed_grader(ws, "grade", "empty", "--workers", "1")
         grader_runs.append(seconds)
@@ -236,9 +240,9 @@ def _sample(out: Path, assignments: Path, task: str) -> Corpus:
                   {pid: p["verdict"] for pid, p in participants.items()})
 
 
-def _write_config(folder: Path, assignments: Path, workers: int) -> Path:
+def _write_config(folder: Path, assignments: Path, workers: int, backend: str = "bwrap") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    text = CONFIG.format(offline=REPO / ".offline-data", uid=UID, workers=workers)
+    text = CONFIG.format(offline=REPO / ".offline-data", uid=UID, workers=workers, backend=backend)
     text += "\n" + text[text.index("[tasks.task5]"):].replace("tasks.task5", "tasks.empty")
     (folder / "grader.toml").write_text(text, encoding="utf-8")
     if not (folder / "assignments").exists():
@@ -246,8 +250,8 @@ def _write_config(folder: Path, assignments: Path, workers: int) -> Path:
     return folder / "grader.toml"
 
 
-def _workspace(folder: Path, assignments: Path, workers: int) -> Path:
-    return _write_config(folder, assignments, workers)
+def _workspace(folder: Path, assignments: Path, workers: int, backend: str) -> Path:
+    return _write_config(folder, assignments, workers, backend)
 
 
 # --- The contestants --------------------------------------------------------------------------------------

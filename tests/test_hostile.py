@@ -25,7 +25,7 @@ CORPUS = REPO / "tests" / "hostile"
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text(encoding="utf-8"))
 LOOPBACK_PORT = 18765  # connect_loopback.ipynb knocks here
 UID_BASE = 63000
-BACKENDS = ["bwrap"] + (["podman"] if shutil.which("podman") else [])
+BACKENDS = ["bwrap", "fork"] + (["podman"] if shutil.which("podman") else [])
 # The timeouts below suit a real machine. A much slower one (user-mode Linux in tests/test_cgroup2_vm.py: one CPU,
 # forks and page faults 10-20 times slower) scales them, so that each notebook still ends by its own limit
 # (memory, processes, disk) rather than by the clock.

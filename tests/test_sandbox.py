@@ -1,7 +1,8 @@
 """Every sandbox backend this machine can run, for real: what student code can and cannot do inside it.
 
-One contract suite, parametrized over the backends (bwrap always; podman where installed, from a root
-filesystem because no image can be pulled here).
+One contract suite, parametrized over the backends (bwrap and fork always; podman where installed, from a root
+filesystem because no image can be pulled here). Its commands are warm (RunSpec.warm): the fork backend runs
+them in its fork server's children, the others as always.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-f
 REPO = Path(__file__).resolve().parents[1]
 
 
-BACKENDS = ["bwrap"] + (["podman"] if shutil.which("podman") else [])
+BACKENDS = ["bwrap", "fork"] + (["podman"] if shutil.which("podman") else [])
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -40,14 +41,14 @@ def bwrap(request):
 
 def run_python(sandbox, code: str, slot: int = 0, **limits) -> tuple[ExitReason, str, str]:
     spec = RunSpec(argv=["python", "-I", "-c", textwrap.dedent(code)], environment={},
-                   limits=Limits(**{"wall_seconds": 30, **limits}), slot=slot)
+                   limits=Limits(**{"wall_seconds": 30, **limits}), slot=slot, warm=True)
     result = sandbox.run(spec)
     return result.reason, result.stdout.decode(errors="replace"), result.stderr_tail
 
 
 def test_unknown_backend_lists_the_known_ones():
     """An unknown backend name is one error that names the valid ones."""
-    with pytest.raises(SandboxError, match=r"unknown sandbox backend 'nope' \(known: bwrap, docker, podman\)"):
+    with pytest.raises(SandboxError, match=r"unknown sandbox backend 'nope' \(known: bwrap, docker, fork, podman\)"):
         get_sandbox("nope")
 
 

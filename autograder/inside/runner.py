@@ -275,7 +275,10 @@ def _clone_bundle(folder: Path) -> None:
 
 class _Kernel:
     """The notebook's kernel, started before this process imports papermill and reads the notebook, so that both
-    start side by side (0.2 s of every run); papermill runs the notebook on it and this process ends it."""
+    start side by side (0.2 s of every run); papermill runs the notebook on it and this process ends it.
+
+    In a warm interpreter (the fork backend's: ipykernel and the course's libraries are loaded already) the
+    kernel is forked from this process instead of started as a new one, and finds those libraries loaded."""
 
     def __init__(self) -> None:
         from jupyter_client.manager import AsyncKernelManager
@@ -283,6 +286,11 @@ class _Kernel:
 
         self._sync = run_sync  # papermill's nbclient runs on the same event loop (one per thread)
         self.manager = AsyncKernelManager(kernel_name=KERNEL_NAME)
+        if _can_fork_kernel():
+            import uuid
+
+            self.manager.kernel_id = str(uuid.uuid4())
+            self.manager.provisioner = _forking_provisioner(self.manager)
         run_sync(self.manager.start_kernel)(cwd=os.getcwd())
 
     def stop(self) -> None:
@@ -291,6 +299,127 @@ class _Kernel:
             self._sync(self.manager.shutdown_kernel)(now=True)
         except Exception:  # dead already: killed at the deadline, by the memory limit, or by itself
             pass
+
+
+def _can_fork_kernel() -> bool:
+    """ipykernel is loaded (a warm interpreter) and this process has one thread (fork copies only the caller)."""
+    return "ipykernel.kernelapp" in sys.modules and len(os.listdir("/proc/self/task")) == 1
+
+
+def _forking_provisioner(manager):
+    """jupyter_client's local provisioner, with the kernel forked from this process instead of started anew.
+
+    The child is forked here, before jupyter_client's event loop runs (a child of a running loop inherits it,
+    and ipykernel cannot start its own), and waits for the kernelspec's command on a pipe."""
+    from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+    pid, pipe = _fork_waiting_kernel()
+
+    class ForkingProvisioner(LocalProvisioner):
+        async def launch_kernel(self, cmd: list[str], **kwargs) -> dict:
+            env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}  # as jupyter_client's
+            launch = {"cmd": cmd, "env": env, "cwd": str(kwargs.get("cwd") or ".")}
+            with os.fdopen(pipe, "w") as writer:
+                writer.write(json.dumps(launch))
+            self.process, self.pid, self.pgid = _ForkedProcess(pid), pid, pid
+            self.cwd = kwargs.get("cwd", os.getcwd())
+            return self.connection_info
+
+    return ForkingProvisioner(kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec, parent=manager)
+
+
+def _fork_waiting_kernel() -> tuple[int, int]:
+    """Fork a child that reads {cmd, env, cwd} from a pipe and runs `python -m ipykernel_launcher ARGS` (cmd) as
+    that command would: its own session, its folder first on sys.path, then PYTHONPATH, the kernelspec's
+    environment; not this runner's report channel, nor its undumpable state, nor numpy's random state of the
+    fork server. Returns the child's pid and the pipe's writing end."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid != 0:
+        os.close(reader)
+        return pid, writer
+    code = 1
+    try:
+        os.close(writer)
+        for fd in _PRIVATE_FDS:
+            os.close(fd)
+        with os.fdopen(reader) as pipe:
+            launch = json.loads(pipe.read() or "null")
+        if launch is None:  # the runner ended before it started the kernel
+            os._exit(0)
+        cmd, env, cwd = launch["cmd"], launch["env"], launch["cwd"]
+        os.setsid()
+        _set_dumpable(True)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
+        extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+        sys.path[:0] = [cwd, *extra]
+        if sys.modules.get("rfc3987_syntax", False) is None:
+            del sys.modules["rfc3987_syntax"]  # kept out of the runner only, not out of the notebook
+        if "numpy.random" in sys.modules:
+            sys.modules["numpy.random"].seed()  # fresh entropy, as a new process would have
+        _thread_pools(env)
+        from ipykernel.kernelapp import IPKernelApp
+
+        sys.argv = [sys.modules["ipykernel.kernelapp"].__file__, *cmd[3:]]
+        IPKernelApp.launch_instance(argv=cmd[3:])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException:
+        import traceback
+
+        traceback.print_exc(file=sys.__stderr__)
+    finally:
+        os._exit(code)
+
+
+def _thread_pools(env: dict[str, str]) -> None:
+    """The BLAS and OpenMP threads the environment asks for, in a process whose libraries were loaded with one
+    thread each (a fork server's: a process with threads cannot fork safely)."""
+    variables = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    wanted = max(int(env.get(name) or 1) for name in variables)
+    if wanted > 1 and "threadpoolctl" in sys.modules:
+        sys.modules["threadpoolctl"].threadpool_limits(limits=wanted)
+
+
+class _ForkedProcess:
+    """What jupyter_client's local provisioner uses of a Popen, for a forked child."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self._reap(os.WNOHANG)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self._reap(0)
+
+    def _reap(self, options: int) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, options)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
 
 
 def _execute(nb, job: dict, inserted: dict[str, int | None], kernel: _Kernel) -> dict:
@@ -473,10 +602,14 @@ def _copy_tree(source: Path, target: Path) -> None:
             shutil.copy2(entry, destination)
 
 
+_PRIVATE_FDS: list[int] = []  # closed in a forked kernel
+
+
 def _private_stdout():
     """Keep the real stdout for the report and give everything else (the kernel included) stderr as fd 1."""
     sys.stdout.flush()
-    private = os.dup(1)  # non-inheritable by default: the kernel does not get it
+    private = os.dup(1)  # non-inheritable by default: a kernel started anew does not get it, a forked one closes it
+    _PRIVATE_FDS.append(private)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return os.fdopen(private, "wb")
@@ -484,8 +617,12 @@ def _private_stdout():
 
 def _make_undumpable() -> None:
     """PR_SET_DUMPABLE=0: processes of the same uid can no longer open /proc/<this pid>/fd/*."""
+    _set_dumpable(False)
+
+
+def _set_dumpable(dumpable: bool) -> None:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)
     except (OSError, AttributeError):
         pass
 

@@ -10,6 +10,7 @@ from autograder.sandbox.base import ExitReason, Limits, Mount, RunResult, RunSpe
 # name -> "module:Class"; adding a backend is one class and one line here.
 BACKENDS: dict[str, str] = {
     "bwrap": "autograder.sandbox.bwrap:BwrapSandbox",
+    "fork": "autograder.sandbox.fork:ForkSandbox",
     "podman": "autograder.sandbox.container:PodmanSandbox",
     "docker": "autograder.sandbox.container:DockerSandbox",
 }

@@ -55,7 +55,8 @@ class RunSpec:
 
     `argv[0] == "python"` stands for the runtime's interpreter, which the backend resolves; `environment` is
     the whole environment (nothing is inherited); `mounts` is everything the command may see besides the
-    system; `scratch` is the writable tmpfs working directory. `slot` selects the uid (workers run at once).
+    system; `scratch` is the writable tmpfs working directory. `slot` selects the uid (workers run at once);
+    `warm` lets the fork backend run it in an interpreter with the libraries loaded.
     """
 
     argv: list[str]
@@ -65,6 +66,9 @@ class RunSpec:
     limits: Limits = field(default_factory=Limits)
     slot: int = 0
     gpu: bool = False
+    # The command may run in an interpreter that has the libraries loaded already (the fork backend forks it
+    # from one); other backends start it afresh. Only for commands that behave the same either way.
+    warm: bool = False
 
 
 @dataclass

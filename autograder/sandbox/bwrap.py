@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.errors import SandboxError
@@ -27,6 +28,8 @@ from autograder.sandbox.cgroups import RunGroup
 from autograder.sandbox.process import supervise
 
 SECCOMP_FD = 9  # the shell opens the filter here; bwrap reads and closes it
+PRLIMIT_OPTIONS = {"RLIMIT_FSIZE": "fsize", "RLIMIT_CPU": "cpu", "RLIMIT_CORE": "core", "RLIMIT_NPROC": "nproc",
+                   "RLIMIT_AS": "as"}
 
 
 class BwrapSandbox:
@@ -56,11 +59,7 @@ class BwrapSandbox:
         uid = self.uid_base + spec.slot
         group = self._group(spec)
         with tempfile.TemporaryDirectory(prefix="grader-etc-") as etc:
-            identity = host.identity_files(Path(etc), uid)
-            filter_file = Path(etc) / "seccomp.bpf"  # not mounted: only passwd and group go in
-            filter_file.write_bytes(self._seccomp)
-            argv = [*self._prlimit(spec, use_rlimit_memory=group is None), *self._bwrap(spec, uid, identity)]
-            argv = _launcher(group.procs_files() if group else [], filter_file, argv)
+            argv = self._command(spec, uid, Path(etc), group)
             try:
                 outcome = supervise(
                     argv,
@@ -88,6 +87,17 @@ class BwrapSandbox:
             details={"uid": str(uid), **limits_record(spec.limits, group.version if group else "rlimit-weak")},
         )
 
+    def _command(self, spec: RunSpec, uid: int, folder: Path, group: RunGroup | None) -> list[str]:
+        """The command that builds the sandbox and runs spec.argv in it; `folder` is the run's private folder
+        on the host (removed when the run ends)."""
+        identity = host.identity_files(folder, uid)
+        filter_file = folder / "seccomp.bpf"  # not mounted: only passwd and group go in
+        filter_file.write_bytes(self._seccomp)
+        prlimit = ["prlimit", *(f"--{PRLIMIT_OPTIONS[name]}={value}" for name, value in
+                                rlimits(spec, use_rlimit_memory=group is None).items()), "--"]
+        return _launcher(group.procs_files() if group else [], filter_file,
+                         [*prlimit, *self._bwrap(spec, uid, identity)])
+
     def _group(self, spec: RunSpec) -> RunGroup | None:
         if not self.cgroups.usable:
             return None  # allowed weak limits (the constructor refuses otherwise): recorded as rlimit-weak
@@ -97,64 +107,17 @@ class BwrapSandbox:
         except OSError as exc:
             raise SandboxError(f"bwrap backend: cannot create the run's cgroup ({exc})") from exc
 
-    def _prlimit(self, spec: RunSpec, use_rlimit_memory: bool) -> list[str]:
-        limits = spec.limits
-        argv = [
-            "prlimit",
-            f"--fsize={limits.file_size_mb * 1024 * 1024}",
-            f"--cpu={limits.cpu_seconds}",
-            "--core=0",
-            # Counted per uid: each worker slot has its own uid, so slots do not share the budget.
-            f"--nproc={limits.pids}",
-        ]
-        if use_rlimit_memory:
-            argv.append(f"--as={limits.memory_mb * 1024 * 1024}")
-        return [*argv, "--"]
-
     def _bwrap(self, spec: RunSpec, uid: int, identity: list[Mount]) -> list[str]:
-        scratch_bytes = str(spec.limits.scratch_mb * 1024 * 1024)
         argv = [
             "bwrap",
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--hostname", "sandbox",
             "--clearenv", "--seccomp", str(SECCOMP_FD),
         ]
-        system_parents: set[str] = {"/"}
-        for directory in host.system_dirs():
-            # Parents such as /var/lib (for /var/lib/texmf) made 0755: bwrap would make them 0700 as root.
-            argv += _ensure_parents(directory, system_parents) + ["--ro-bind", directory, directory]
-        for link in host.MERGED_USR_LINKS:
-            path = Path(link)
-            if path.is_symlink():
-                argv += ["--symlink", os.readlink(path), link]
-            elif path.is_dir():
-                argv += ["--ro-bind", link, link]
-        for secret in host.SECRET_ETC_FILES:
-            if Path(secret).exists():
-                argv += ["--ro-bind", "/dev/null", secret]
-        argv += ["--proc", "/proc", "--dev", "/dev"]
-        # bwrap mounts as root: writable folders get mode 1777 so the unprivileged uid can write them.
-        for tmp in ("/dev/shm", "/tmp"):
-            argv += ["--perms", "1777", "--size", scratch_bytes, "--tmpfs", tmp]
-        if spec.gpu:
-            for device in sorted(Path("/dev").glob("nvidia*")):
-                argv += ["--dev-bind", str(device), str(device)]
-        created: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/var", "/var/lib"}
-        # The scratch first, so that mounts placed inside it (e.g. data) land on top of it.
-        argv += _ensure_parents(spec.scratch, created)
-        argv += ["--perms", "1777", "--size", scratch_bytes, "--tmpfs", spec.scratch]
-        created.add(spec.scratch)
-        for source in host.python_dirs():
-            argv += _ensure_parents(source, created) + ["--ro-bind", source, source]
-        for masked in host.masked_python_files():  # an editable install's finder: no path to the repository
-            argv += ["--ro-bind", "/dev/null", masked]
-        for mount in [*identity, *spec.mounts]:
-            argv += _ensure_parents(mount.target, created)
-            argv += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+        for step in mount_plan(spec, identity):
+            argv += step.bwrap_options()
         argv += ["--chdir", spec.scratch]
-        environment = {"PATH": host.path_variable(), "HOME": "/tmp"}
-        environment.update(spec.environment)
-        for key, value in environment.items():
+        for key, value in sandbox_environment(spec).items():
             argv += ["--setenv", key, value]
         argv += [
             "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
@@ -166,17 +129,97 @@ class BwrapSandbox:
         return argv + command
 
 
-def _ensure_parents(target: str, created: set[str]) -> list[str]:
-    """--dir entries (mode 0755) for the missing ancestors of target; bwrap would make them 0700 as root."""
-    argv: list[str] = []
-    parents = list(Path(target).parents)[::-1]
-    for parent in parents:
+def rlimits(spec: RunSpec, use_rlimit_memory: bool) -> dict[str, int]:
+    """The per-process limits (resource module names) that hold whatever else holds: file size, CPU time, no
+    core dumps, processes per uid (each worker slot has its own uid, so slots do not share the budget), and
+    the address space where no cgroup limits memory."""
+    limits = spec.limits
+    chosen = {"RLIMIT_FSIZE": limits.file_size_mb * 1024 * 1024, "RLIMIT_CPU": limits.cpu_seconds,
+              "RLIMIT_CORE": 0, "RLIMIT_NPROC": limits.pids}
+    if use_rlimit_memory:
+        chosen["RLIMIT_AS"] = limits.memory_mb * 1024 * 1024
+    return chosen
+
+
+@dataclass(frozen=True)
+class MountStep:
+    """One step of building a sandbox's root, in order; bwrap's option of the same name does it for the bwrap
+    backend, autograder/sandbox/zygote.py for the fork backend."""
+
+    kind: str  # dir, symlink, bind, tmpfs, proc, dev, dev-bind
+    target: str
+    source: str = ""  # bind: the host path; symlink: the link's text
+    writable: bool = False
+    mode: str = "0755"  # dir, tmpfs
+    size: int = 0  # tmpfs: bytes
+
+    def bwrap_options(self) -> list[str]:
+        if self.kind == "dir":
+            return ["--perms", self.mode, "--dir", self.target]
+        if self.kind == "symlink":
+            return ["--symlink", self.source, self.target]
+        if self.kind == "bind":
+            return ["--bind" if self.writable else "--ro-bind", self.source, self.target]
+        if self.kind == "dev-bind":
+            return ["--dev-bind", self.source, self.target]
+        if self.kind == "tmpfs":
+            return ["--perms", self.mode, "--size", str(self.size), "--tmpfs", self.target]
+        return [f"--{self.kind}", self.target]  # proc, dev
+
+
+def mount_plan(spec: RunSpec, identity: list[Mount]) -> list[MountStep]:
+    """The sandbox's whole file system, in the order it is built (see the module docstring)."""
+    scratch_bytes = spec.limits.scratch_mb * 1024 * 1024
+    steps: list[MountStep] = []
+    system_parents: set[str] = {"/"}
+    for directory in host.system_dirs():
+        # Parents such as /var/lib (for /var/lib/texmf) made 0755: bwrap would make them 0700 as root.
+        steps += _ensure_parents(directory, system_parents) + [MountStep("bind", directory, directory)]
+    for link in host.MERGED_USR_LINKS:
+        path = Path(link)
+        if path.is_symlink():
+            steps.append(MountStep("symlink", link, os.readlink(path)))
+        elif path.is_dir():
+            steps.append(MountStep("bind", link, link))
+    for secret in host.SECRET_ETC_FILES:
+        if Path(secret).exists():
+            steps.append(MountStep("bind", secret, "/dev/null"))
+    steps += [MountStep("proc", "/proc"), MountStep("dev", "/dev")]
+    # Mounted as root: writable folders get mode 1777 so the unprivileged uid can write them.
+    steps += [MountStep("tmpfs", tmp, mode="1777", size=scratch_bytes) for tmp in ("/dev/shm", "/tmp")]
+    if spec.gpu:
+        steps += [MountStep("dev-bind", str(device), str(device)) for device in sorted(Path("/dev").glob("nvidia*"))]
+    created: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/var", "/var/lib"}
+    # The scratch first, so that mounts placed inside it (e.g. data) land on top of it.
+    steps += _ensure_parents(spec.scratch, created)
+    steps.append(MountStep("tmpfs", spec.scratch, mode="1777", size=scratch_bytes))
+    created.add(spec.scratch)
+    for source in host.python_dirs():
+        steps += _ensure_parents(source, created) + [MountStep("bind", source, source)]
+    for masked in host.masked_python_files():  # an editable install's finder: no path to the repository
+        steps.append(MountStep("bind", masked, "/dev/null"))
+    for mount in [*identity, *spec.mounts]:
+        steps += _ensure_parents(mount.target, created)
+        steps.append(MountStep("bind", mount.target, str(mount.source), writable=mount.writable))
+    return steps
+
+
+def sandbox_environment(spec: RunSpec) -> dict[str, str]:
+    """The command's whole environment: a PATH of the system and the grader's environment, HOME in /tmp, and
+    the RunSpec's own."""
+    return {"PATH": host.path_variable(), "HOME": "/tmp", **spec.environment}
+
+
+def _ensure_parents(target: str, created: set[str]) -> list[MountStep]:
+    """Folders (mode 0755) for the missing ancestors of target; bwrap would make them 0700 as root."""
+    steps: list[MountStep] = []
+    for parent in list(Path(target).parents)[::-1]:
         text = str(parent)
         if text in created:
             continue
         created.add(text)
-        argv += ["--perms", "0755", "--dir", text]
-    return argv
+        steps.append(MountStep("dir", text))
+    return steps
 
 
 def _launcher(procs_files: list[str], filter_file: Path, argv: list[str]) -> list[str]:

@@ -120,7 +120,8 @@ def spec_to_wire(spec: RunSpec) -> dict:
 
 def spec_from_wire(data: object) -> RunSpec:
     """A RunSpec from JSON data, every field checked for its type; unknown fields are refused."""
-    fields = _object(data, "spec", {"argv", "environment", "mounts", "scratch", "limits", "slot", "gpu"})
+    fields = _object(data, "spec", {"argv", "environment", "mounts", "scratch", "limits", "slot", "gpu",
+                                     "warm"})
     limits = _object(fields.get("limits", {}), "limits", set(Limits.__dataclass_fields__))
     checked_limits = {}
     for key, value in limits.items():
@@ -145,6 +146,7 @@ def spec_from_wire(data: object) -> RunSpec:
         limits=Limits(**checked_limits),
         slot=slot,
         gpu=_flag(fields.get("gpu", False), "gpu"),
+        warm=_flag(fields.get("warm", False), "warm"),
     )
 
 
