@@ -20,7 +20,7 @@ APT_PACKAGES += texlive-latex-extra inkscape
 # Linux, unpacked from Debian's package: docs/cgroup2-vm.md), and Debian's headless chromium, which Playwright
 # drives in the review page's browser tests (tests/test_review.py); sudo, through which an ordinary user's grader
 # starts the sandbox launcher (tests/test_privilege_split.py).
-TEST_APT_PACKAGES := busybox-static $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86) \
+TEST_APT_PACKAGES := busybox-static patchelf $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86) \
 	chromium mmdebstrap sudo
 
 # Installs the Debian packages given that are missing (one apt-get call), and python3-venv where venv is missing.
@@ -97,7 +97,7 @@ test: data test-system-packages
 # well under a minute. `make test` runs these and the rest.
 test-fast: setup
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not sandbox and not slow" -p no:randomly
+	$(BIN)/python -m pytest -q -n 2 -m "not sandbox and not slow" -p no:randomly
 
 # Issue 16's benchmark: task 5's clustering notebook graded by plain papermill, nbgrader autograde and `grader
 # grade` (1 and 2 workers), the fixed overhead per submission and a regrade; ends with a RESULT line. 40

@@ -90,13 +90,17 @@ class BwrapSandbox:
     def _command(self, spec: RunSpec, uid: int, folder: Path, group: RunGroup | None) -> list[str]:
         """The command that builds the sandbox and runs spec.argv in it; `folder` is the run's private folder
         on the host (removed when the run ends)."""
-        identity = host.identity_files(folder, uid)
-        filter_file = folder / "seccomp.bpf"  # not mounted: only passwd and group go in
-        filter_file.write_bytes(self._seccomp)
+        identity, filter_file = self._run_files(folder, uid)
         prlimit = ["prlimit", *(f"--{PRLIMIT_OPTIONS[name]}={value}" for name, value in
                                 rlimits(spec, use_rlimit_memory=group is None).items()), "--"]
         return _launcher(group.procs_files() if group else [], filter_file,
                          [*prlimit, *self._bwrap(spec, uid, identity)])
+
+    def _run_files(self, folder: Path, uid: int) -> tuple[list[Mount], Path]:
+        """The run's passwd and group files (mounted) and its seccomp filter (not mounted), written to folder."""
+        filter_file = folder / "seccomp.bpf"
+        filter_file.write_bytes(self._seccomp)
+        return host.identity_files(folder, uid), filter_file
 
     def _group(self, spec: RunSpec) -> RunGroup | None:
         if not self.cgroups.usable:

@@ -74,9 +74,7 @@ class ForkSandbox(BwrapSandbox):
         if not spec.warm or group is None:
             return super()._command(spec, uid, folder, group)
         server = self._server(sandbox_environment(spec))
-        filter_file = folder / "seccomp.bpf"
-        filter_file.write_bytes(self._seccomp)
-        identity = host.identity_files(folder, uid)
+        identity, filter_file = self._run_files(folder, uid)
         request = {
             "argv": list(spec.argv),
             "environment": sandbox_environment(spec),

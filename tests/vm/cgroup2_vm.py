@@ -5,9 +5,10 @@ comes from a Debian package, downloaded with apt-get and unpacked into a cache (
 kernel), and boots with an initramfs built here from busybox-static and the kernel's own modules:
 
 - `kvm`: qemu-system-x86 with KVM boots linux-image-amd64; the host's folders come in over virtio 9p.
-- `uml`: user-mode-linux, Debian's build of the same kernel series as a host program (no /dev/kvm needed, one
-  CPU); the host's folders come in over hostfs. For hosts whose /dev/kvm runs only paravirtualised guests (PVM,
-  as on our development machines), where linux-image-amd64 cannot boot.
+- `uml`: user-mode-linux, Debian's kernel built as a host program (no /dev/kvm needed, one CPU); the host's
+  folders come in over hostfs. For hosts whose /dev/kvm runs only paravirtualised guests (PVM, as on our
+  development machines), where linux-image-amd64 cannot boot. It comes from Debian's testing suite with that
+  suite's C library beside it (see UML_SUITE).
 - `tcg`: like `kvm` but emulated by qemu; ten to forty times slower, for trying the kvm path by hand only.
 
 The VM's root is the host's own root, shared read-only with a tmpfs overlay for writes, so the VM has exactly the
@@ -62,16 +63,24 @@ class Machine:
     modules: tuple[str, ...]
     transport: str  # how the host's folders come in: 9p or hostfs
     host_tools: tuple[tuple[str, str], ...]  # (program, Debian package) needed on the host
+    # The Debian suite the package comes from, through a private package index in the cache ("": the host's own
+    # sources). A kernel from another suite runs as a host program with that suite's C library (`libc6`).
+    suite: str = ""
 
 
 _QEMU = (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static"))
+# Debian 12's user-mode Linux (6.1) and Debian 13's (6.12) cannot start a single guest process on our Linux 6.18
+# hosts (Intel CPUs with AMX): the host's ptrace refuses their floating-point register set ("ptrace set fp regs
+# failed, errno = 14") and init dies with SIGSEGV. 7.2, in testing, sizes that set from the host and runs.
+UML_SUITE = "forky"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"  # when the host's apt sources name no Debian mirror
 # virtio-pci carries the 9p shares and the entropy source; overlay stacks a tmpfs on the read-only host root.
 _QEMU_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_rng")
 MACHINES = {
     "kvm": Machine("kvm", "linux-image-amd64", "boot/vmlinuz-*", "lib/modules/*", _QEMU_MODULES, "9p", _QEMU),
     "tcg": Machine("tcg", "linux-image-amd64", "boot/vmlinuz-*", "lib/modules/*", _QEMU_MODULES, "9p", _QEMU),
     "uml": Machine("uml", "user-mode-linux", "usr/bin/linux.uml", "usr/lib/uml/modules/*", ("overlay",), "hostfs",
-                   (("busybox", "busybox-static"),)),
+                   (("busybox", "busybox-static"), ("patchelf", "patchelf")), suite=UML_SUITE),
 }
 
 
@@ -127,7 +136,7 @@ def ensure_image(machine: Machine, cache: Path = CACHE) -> Image:
     folder = cache / machine.name / f"{package}_{version}"
     built = False
     if not (folder / "kernel").is_file():
-        _unpack_kernel(machine, package, version, folder)
+        _unpack_kernel(machine, package, version, folder, cache)
         built = True
     initrd = folder / f"initramfs-{_initramfs_key(folder / 'modules')}.cpio"
     if not initrd.is_file():
@@ -220,17 +229,18 @@ def _collect(results: Path, image: Image, seconds: float, console: str) -> VmRes
 
 def _package_version(machine: Machine, cache: Path) -> tuple[str, str]:
     """The kernel package (a metapackage's versioned dependency) and its candidate version."""
+    apt = _apt_options(machine.suite, cache)
     for attempt in range(2):
         package = machine.package
         if package.endswith("-amd64"):
-            match = re.search(r"Depends: (linux-image-[0-9]\S*)", _quiet(["apt-cache", "depends", package]))
+            match = re.search(r"Depends: (linux-image-[0-9]\S*)", _quiet(["apt-cache", *apt, "depends", package]))
             package = match[1] if match else ""
-        show = _quiet(["apt-cache", "show", "--no-all-versions", package]) if package else ""
+        show = _quiet(["apt-cache", *apt, "show", "--no-all-versions", package]) if package else ""
         version = re.search(r"^Version: (\S+)", show, re.M)
         if version:
             return package, version[1]
         if attempt == 0:  # no package lists yet on a fresh machine
-            _quiet(["apt-get", "update", "-qq"])
+            _quiet(["apt-get", *apt, "update", "-qq"])
     cached = sorted((cache / machine.name).glob("*/kernel"))
     if cached:  # offline: the last kernel unpacked still boots
         package, _, version = cached[-1].parent.name.partition("_")
@@ -238,17 +248,32 @@ def _package_version(machine: Machine, cache: Path) -> tuple[str, str]:
     raise VmError(f"cannot resolve {machine.package} with apt-cache (run `apt-get update`)")
 
 
-def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path) -> None:
+def _apt_options(suite: str, cache: Path) -> list[str]:
+    """apt options that read `suite`'s package index from the cache instead of the host's sources, which stay
+    untouched; none for the host's own suite."""
+    if not suite:
+        return []
+    root = cache / "apt" / suite
+    for folder in (root / "lists" / "partial", root / "cache" / "archives" / "partial"):
+        folder.mkdir(parents=True, exist_ok=True)
+    sources = root / "sources.list"
+    sources.write_text(f"deb {_debian_mirror()} {suite} main\n")
+    return ["-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}"]
+
+
+def _debian_mirror() -> str:
+    """The Debian mirror the host's apt sources use (a local mirror or proxy stays in use)."""
+    targets = _quiet(["apt-get", "indextargets", "--format", "$(SITE)"]).split()
+    return next((site for site in targets if site.rstrip("/").endswith("/debian")), DEBIAN_MIRROR)
+
+
+def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path, cache: Path) -> None:
     """Download the kernel package, unpack it aside and keep only the kernel and the modules the VM loads."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="unpack-", dir=folder.parent) as tmp:
         work = Path(tmp)
-        download = subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work,
-                                  capture_output=True, text=True)
-        debs = list(work.glob("*.deb"))
-        if download.returncode or not debs:
-            raise VmError(f"apt-get download {package}={version} failed: {download.stderr.strip()[-300:]}")
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / "root")], check=True)
+        _download_unpacked(machine, package, version, work / "root", cache)
         kernel = next((work / "root").glob(machine.kernel_glob))
         tree = next((work / "root").glob(machine.modules_glob)) / "kernel"
         staging = work / "image"
@@ -258,10 +283,36 @@ def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path) -
             shutil.copy2(path, staging / "modules" / f"{name}.ko")
         (staging / "modules" / "order").write_text("\n".join(name for name, _ in order) + "\n")
         shutil.copy2(kernel, staging / "kernel")
+        if machine.suite:
+            _with_suite_libc(machine, staging, folder, work, cache)
         for old in folder.parent.iterdir():  # one kernel per machine: a package update replaces the last
             if old.name != work.name:
                 shutil.rmtree(old)
         staging.rename(folder)  # atomic: a half-built folder never looks complete
+
+
+def _download_unpacked(machine: Machine, package: str, version: str, target: Path, cache: Path) -> None:
+    """`apt-get download` the package (from the machine's suite) and unpack it into target."""
+    with tempfile.TemporaryDirectory(prefix="download-", dir=cache) as tmp:
+        download = subprocess.run(["apt-get", *_apt_options(machine.suite, cache), "download",
+                                   f"{package}={version}" if version else package], cwd=tmp,
+                                  capture_output=True, text=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if download.returncode or not debs:
+            raise VmError(f"apt-get download {package}={version} failed: {download.stderr.strip()[-300:]}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(target)], check=True)
+
+
+def _with_suite_libc(machine: Machine, staging: Path, folder: Path, work: Path, cache: Path) -> None:
+    """Put the suite's C library beside the kernel and point the kernel at it (interpreter and run path), as
+    it will lie in `folder`: a kernel built for a newer Debian than the host's needs its newer glibc."""
+    _download_unpacked(machine, "libc6", "", work / "libc6", cache)
+    libraries = work / "libc6" / "usr" / "lib" / "x86_64-linux-gnu"
+    (staging / "lib").mkdir()
+    for name in ("ld-linux-x86-64.so.2", "libc.so.6"):  # all that linux.uml links
+        shutil.copy2(libraries / name, staging / "lib" / name)
+    subprocess.run(["patchelf", "--set-interpreter", str(folder / "lib" / "ld-linux-x86-64.so.2"),
+                    "--set-rpath", str(folder / "lib"), str(staging / "kernel")], check=True, capture_output=True)
 
 
 def _module_order(tree: Path, wanted: tuple[str, ...]) -> list[tuple[str, Path]]:
