@@ -17,6 +17,8 @@ from autograder.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_ASSIGNMENTS = REPO / "tests" / "assignments"
+# The ordinary account test_privilege_split makes (once, and keeps) to grade without root.
+TEST_ACCOUNT = "grader-test"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from autograder.sandbox import cgroups
-from conftest import REPO, TEST_ASSIGNMENTS, make_workspace, moodle_zip, sandbox_processes
+from conftest import REPO, TEST_ACCOUNT, TEST_ASSIGNMENTS, make_workspace, moodle_zip, sandbox_processes
 
 pytestmark = pytest.mark.sandbox  # starts sandboxes (root): not in `make test-fast`
 
@@ -83,6 +83,24 @@ def _snapshot(root: Path, skip: tuple[str, ...]) -> dict[str, tuple[int, int]]:
     return state
 
 
+ACCOUNT_FILES = ("passwd", "group", "shadow", "gshadow")
+
+
+def _etc_snapshot() -> dict[str, object]:
+    """/etc as _snapshot sees it, except that the account files are compared by their content without the test
+    account's lines, and their backups (`passwd-`, ...) not at all: test_privilege_split may add that account
+    while this test runs on the other worker, and `useradd` rewrites all eight files."""
+    accounts = {f"/etc/{name}{suffix}" for name in ACCOUNT_FILES for suffix in ("", "-")}
+    state: dict[str, object] = {path: value for path, value in _snapshot(Path("/etc"), ()).items()
+                                if path not in accounts}
+    for name in ACCOUNT_FILES:
+        path = Path("/etc") / name
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            state[str(path)] = [line for line in lines if not line.startswith(f"{TEST_ACCOUNT}:")]
+    return state
+
+
 def _leftover_groups() -> list[Path]:
     """Run groups of this process still there: below a v1 controller's group, or next to the grader on v2."""
     found = cgroups.hierarchy()
@@ -104,6 +122,9 @@ def loopback_server():
     """A TCP server on the host's 127.0.0.1; yields the list of connections it accepted."""
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # The corpus runs under each backend, two at a time under xdist: both servers share the port. A connection
+    # that escapes one sandbox is accepted by either and fails that test, and its notebook fails its own verdict.
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     server.bind(("127.0.0.1", LOOPBACK_PORT))
     server.listen(8)
     server.settimeout(0.2)
@@ -129,7 +150,9 @@ def loopback_server():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hostile_corpus(tmp_path, backend, loopback_server):
     """Each hostile notebook ends as expected and the host is untouched."""
-    workspace = make_workspace(tmp_path / "course", HOSTILE_CONFIG, TEST_ASSIGNMENTS)
+    uid_base = UID_BASE + 100 * BACKENDS.index(backend)  # its own uids: xdist runs two backends at once
+    config = HOSTILE_CONFIG.replace(f"uid = {UID_BASE}\n", f"uid = {uid_base}\n")
+    workspace = make_workspace(tmp_path / "course", config, TEST_ASSIGNMENTS)
     names = sorted(EXPECTED)
     files = {name: (CORPUS / f"{name}.ipynb").read_bytes() for name in names if name != "huge_notebook"}
     files["huge_notebook"] = _huge_notebook().encode()
@@ -141,7 +164,7 @@ def test_hostile_corpus(tmp_path, backend, loopback_server):
     generated = ("runs", "nbgrader", "submissions")
     before_repo = _snapshot(REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "demo", "runs", "release"))
     before_workspace = _snapshot(workspace.root, generated)
-    before_etc = _snapshot(Path("/etc"), ())
+    before_etc = _etc_snapshot()
 
     result = workspace.cli("grade", "hostile", "--backend", backend)
     assert result.exit_code == 0, result.output
@@ -158,7 +181,7 @@ def test_hostile_corpus(tmp_path, backend, loopback_server):
             problems.append(f"{name}: {got['verdict']} {failed} «{messages[:300]}»")
     assert not problems, "\n".join(problems)
 
-    assert sandbox_processes(UID_BASE, UID_BASE + 10) == []
+    assert sandbox_processes(uid_base, uid_base + 10) == []
     assert _leftover_groups() == []
     enforced = cgroups.hierarchy().version  # every run that started says which limits held it
     for record in (workspace.root / "runs" / "executions").glob("*/*/execution.json"):
@@ -169,4 +192,4 @@ def test_hostile_corpus(tmp_path, backend, loopback_server):
     assert _snapshot(REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "demo", "runs", "release")) == before_repo
     assert {k: v for k, v in _snapshot(workspace.root, generated).items() if "grader.db" not in k} == \
         {k: v for k, v in before_workspace.items() if "grader.db" not in k}
-    assert _snapshot(Path("/etc"), ()) == before_etc
+    assert _etc_snapshot() == before_etc

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SANDBOXCHECK_CONFIG, TEST_ASSIGNMENTS, make_workspace, moodle_zip, notebook
+from conftest import REPO, SANDBOXCHECK_CONFIG, TEST_ACCOUNT, TEST_ASSIGNMENTS, make_workspace, moodle_zip, notebook
 
 pytestmark = pytest.mark.sandbox  # root, bwrap, sudo
 
-USER = "grader-test"
+USER = TEST_ACCOUNT
 SUDOERS = Path("/etc/sudoers.d/grader-test-launcher")
 GRADER = Path(sys.executable).parent / "grader"
 SUBMISSIONS = {
