@@ -35,8 +35,9 @@ BACKENDS = ["bwrap", "fork"] + (["podman"] if shutil.which("podman") else [])
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def bwrap(request):
-    """A sandbox of each available backend (the name is historical: bwrap is the default)."""
-    return get_sandbox(request.param, uid_base=61500)
+    """A sandbox of each available backend (the name is historical: bwrap is the default), each with uids of
+    its own: xdist may run two backends' tests at once, and a test counts the processes left with its uids."""
+    return get_sandbox(request.param, uid_base=61500 + 20 * BACKENDS.index(request.param))
 
 
 def run_python(sandbox, code: str, slot: int = 0, **limits) -> tuple[ExitReason, str, str]:
@@ -61,7 +62,7 @@ def test_runs_as_unprivileged_user_without_capabilities(bwrap):
         print([l.split()[1] for l in status.splitlines() if l.startswith(("CapEff", "CapPrm", "NoNewPrivs"))])
     """)
     assert reason is ExitReason.OK
-    assert out.splitlines()[0] == "61500 61500"
+    assert out.splitlines()[0] == f"{bwrap.uid_base} {bwrap.uid_base}"
     assert out.splitlines()[1] == "['0000000000000000', '0000000000000000', '1']"
 
 
@@ -312,7 +313,7 @@ def test_nothing_of_a_run_survives_it(bwrap):
         print("detached")
     """, wall_seconds=20)
     assert reason is ExitReason.OK and "detached" in out
-    assert _gone_within(5, lambda: sandbox_processes(61500, 61510)) == []  # killed ones need a moment to be reaped
+    assert _gone_within(5, lambda: sandbox_processes(bwrap.uid_base, bwrap.uid_base + 10)) == []  # killed ones need a moment to be reaped
     leftovers = [g for root in {HIERARCHY.root, HIERARCHY.base or HIERARCHY.root} for depth in range(4)
                  for g in root.glob("*/" * depth + f"{cgroups.PREFIX}{os.getpid()}-*")]
     assert leftovers == []
