@@ -370,15 +370,25 @@ HOG = """
 def test_thread_storm_gets_no_more_than_its_cpu_share(bwrap):
     """With half the machine each (one core of two here, half the one CPU of the cgroup v2 VM), eight busy
     processes in one sandbox use no more than their share and barely slow a CPU-bound neighbour (the machine is
-    shared, so the bound is generous: without a share it would be ~4x)."""
+    shared, so the bound is generous: without a share it would be ~4x). Other tests load the machine meanwhile,
+    so the neighbour runs twice beside the storm and its faster run counts, against its slower run alone."""
     share = (os.cpu_count() or 2) / 2
     alone = float(run_python(bwrap, NEIGHBOUR, cpus=share, wall_seconds=120)[1])
     hog_result: list = []
+    storm_seconds = alone * 6 + 4
+    storm_ends = time.monotonic() + storm_seconds  # at the earliest: its clock starts inside the sandbox
     hog = threading.Thread(target=lambda: hog_result.append(
-        run_python(bwrap, HOG.format(seconds=alone * 3 + 4), cpus=share, wall_seconds=120)))
+        run_python(bwrap, HOG.format(seconds=storm_seconds), cpus=share, wall_seconds=120)))
     hog.start()
     time.sleep(2)  # the storm is up
-    beside = float(run_python(bwrap, NEIGHBOUR, cpus=share, slot=1, wall_seconds=120)[1])
+    runs: list[float] = []
+    while len(runs) < 2:
+        started = time.monotonic()
+        runs.append(float(run_python(bwrap, NEIGHBOUR, cpus=share, slot=1, wall_seconds=120)[1]))
+        took = time.monotonic() - started
+        if time.monotonic() + took > storm_ends:  # a second run would outlast the storm
+            break
+    beside = min(runs)
     hog.join()
     alone = max(alone, float(run_python(bwrap, NEIGHBOUR, cpus=share, wall_seconds=120)[1]))  # load may have grown
     reason, cores_used, _ = hog_result[0]
