@@ -49,8 +49,8 @@ def machine() -> cgroup2_vm.Machine:
 
 # The hostile corpus's timeouts suit a real machine (10 s a cell). Where KVM runs the VM, it runs as on the host.
 # Under user-mode Linux (one CPU, forks and page faults 10-20 times slower) a 1 GB allocation or `pip install`
-# outlives them, so its timeouts are scaled (HOSTILE_TIME_SCALE), and it runs on request: it takes 7.5 minutes
-# there (443 s on 2026-12-01) of a whole host core outside any sandbox's CPU share, which in `make test` would
+# outlives them, so its timeouts are scaled (HOSTILE_TIME_SCALE), and it runs on request: it takes 6.5 minutes
+# there (385 s on 2026-12-07) of a whole host core outside any sandbox's CPU share, which in `make test` would
 # run beside the tests that measure CPU shares (a neighbour beside a thread storm took 2.4 times as long).
 # Its limits are proven on user-mode Linux in every `make test` by test_sandbox.py's contract tests.
 HOSTILE_ON_REQUEST = "GRADER_VM_HOSTILE"
@@ -62,7 +62,7 @@ def _marks(name: str, cost: int) -> list:
     on_request = name == "hostile" and cgroup2_vm.choose_machine().name != "kvm"
     if on_request and os.environ.get(HOSTILE_ON_REQUEST) != "1":
         marks.append(pytest.mark.skip(reason=f"cgroup v2 VM without KVM: the hostile corpus runs only with "
-                                             f"{HOSTILE_ON_REQUEST}=1 (7.5 minutes under user-mode Linux)"))
+                                             f"{HOSTILE_ON_REQUEST}=1 (6.5 minutes under user-mode Linux)"))
     return marks
 
 
