@@ -313,7 +313,8 @@ def test_nothing_of_a_run_survives_it(bwrap):
         print("detached")
     """, wall_seconds=20)
     assert reason is ExitReason.OK and "detached" in out
-    assert _gone_within(5, lambda: sandbox_processes(bwrap.uid_base, bwrap.uid_base + 10)) == []  # killed ones need a moment to be reaped
+    # killed ones need a moment to be reaped
+    assert _gone_within(5, lambda: sandbox_processes(bwrap.uid_base, bwrap.uid_base + 10)) == []
     leftovers = [g for root in {HIERARCHY.root, HIERARCHY.base or HIERARCHY.root} for depth in range(4)
                  for g in root.glob("*/" * depth + f"{cgroups.PREFIX}{os.getpid()}-*")]
     assert leftovers == []

@@ -293,13 +293,13 @@ def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path, c
 
 def _download_unpacked(machine: Machine, package: str, version: str, target: Path, cache: Path) -> None:
     """`apt-get download` the package (from the machine's suite) and unpack it into target."""
+    wanted = f"{package}={version}" if version else package  # no version: the suite's candidate
     with tempfile.TemporaryDirectory(prefix="download-", dir=cache) as tmp:
-        download = subprocess.run(["apt-get", *_apt_options(machine.suite, cache), "download",
-                                   f"{package}={version}" if version else package], cwd=tmp,
+        download = subprocess.run(["apt-get", *_apt_options(machine.suite, cache), "download", wanted], cwd=tmp,
                                   capture_output=True, text=True)
         debs = list(Path(tmp).glob("*.deb"))
         if download.returncode or not debs:
-            raise VmError(f"apt-get download {package}={version} failed: {download.stderr.strip()[-300:]}")
+            raise VmError(f"apt-get download {wanted} failed: {download.stderr.strip()[-300:]}")
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(target)], check=True)
 
 
