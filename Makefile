@@ -17,9 +17,9 @@ APT_PACKAGES := bubblewrap util-linux libseccomp2 podman runc wordnet-base wordn
 APT_PACKAGES += texlive-latex-extra inkscape
 # Only the tests need these, so `make demo` does not wait for them: the cgroup v2 VM of tests/test_cgroup2_vm.py
 # (busybox for its initramfs, and qemu where KVM runs hardware-virtualised guests; elsewhere it boots user-mode
-# Linux, unpacked from Debian's package, with patchelf to run it on testing's glibc: docs/cgroup2-vm.md), and Debian's headless chromium, which Playwright
-# drives in the review page's browser tests (tests/test_review.py); sudo, through which an ordinary user's grader
-# starts the sandbox launcher (tests/test_privilege_split.py).
+# Linux, unpacked from Debian's package, with patchelf to run it on testing's glibc: docs/cgroup2-vm.md), and
+# Debian's headless chromium, which Playwright drives in the review page's browser tests (tests/test_review.py);
+# sudo, through which an ordinary user's grader starts the sandbox launcher (tests/test_privilege_split.py).
 TEST_APT_PACKAGES := busybox-static patchelf $(if $(wildcard /sys/module/kvm_intel /sys/module/kvm_amd),qemu-system-x86) \
 	chromium mmdebstrap sudo
 

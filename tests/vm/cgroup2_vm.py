@@ -132,11 +132,12 @@ def missing_host_packages(machine: Machine) -> list[str]:
 def ensure_image(machine: Machine, cache: Path = CACHE) -> Image:
     """The machine's kernel and initramfs for the current Debian package, built into `cache` unless there."""
     started = time.monotonic()
-    package, version = _package_version(machine, cache)
+    apt = _apt_options(machine.suite, cache)
+    package, version = _package_version(machine, cache, apt)
     folder = cache / machine.name / f"{package}_{version}"
     built = False
     if not (folder / "kernel").is_file():
-        _unpack_kernel(machine, package, version, folder, cache)
+        _unpack_kernel(machine, package, version, folder, apt)
         built = True
     initrd = folder / f"initramfs-{_initramfs_key(folder / 'modules')}.cpio"
     if not initrd.is_file():
@@ -227,9 +228,9 @@ def _collect(results: Path, image: Image, seconds: float, console: str) -> VmRes
 
 # --- building the image ------------------------------------------------------------------------------------
 
-def _package_version(machine: Machine, cache: Path) -> tuple[str, str]:
-    """The kernel package (a metapackage's versioned dependency) and its candidate version."""
-    apt = _apt_options(machine.suite, cache)
+def _package_version(machine: Machine, cache: Path, apt: list[str]) -> tuple[str, str]:
+    """The kernel package (a metapackage's versioned dependency) and its candidate version, read with the apt
+    options `apt`."""
     for attempt in range(2):
         package = machine.package
         if package.endswith("-amd64"):
@@ -268,12 +269,12 @@ def _debian_mirror() -> str:
     return next((site for site in targets if site.rstrip("/").endswith("/debian")), DEBIAN_MIRROR)
 
 
-def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path, cache: Path) -> None:
+def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path, apt: list[str]) -> None:
     """Download the kernel package, unpack it aside and keep only the kernel and the modules the VM loads."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="unpack-", dir=folder.parent) as tmp:
         work = Path(tmp)
-        _download_unpacked(machine, package, version, work / "root", cache)
+        _download_unpacked(apt, package, version, work / "root")
         kernel = next((work / "root").glob(machine.kernel_glob))
         tree = next((work / "root").glob(machine.modules_glob)) / "kernel"
         staging = work / "image"
@@ -284,29 +285,28 @@ def _unpack_kernel(machine: Machine, package: str, version: str, folder: Path, c
         (staging / "modules" / "order").write_text("\n".join(name for name, _ in order) + "\n")
         shutil.copy2(kernel, staging / "kernel")
         if machine.suite:
-            _with_suite_libc(machine, staging, folder, work, cache)
+            _with_suite_libc(staging, folder, work, apt)
         for old in folder.parent.iterdir():  # one kernel per machine: a package update replaces the last
             if old.name != work.name:
                 shutil.rmtree(old)
         staging.rename(folder)  # atomic: a half-built folder never looks complete
 
 
-def _download_unpacked(machine: Machine, package: str, version: str, target: Path, cache: Path) -> None:
-    """`apt-get download` the package (from the machine's suite) and unpack it into target."""
+def _download_unpacked(apt: list[str], package: str, version: str, target: Path) -> None:
+    """`apt-get download` the package (with the apt options `apt`) and unpack it into target."""
     wanted = f"{package}={version}" if version else package  # no version: the suite's candidate
-    with tempfile.TemporaryDirectory(prefix="download-", dir=cache) as tmp:
-        download = subprocess.run(["apt-get", *_apt_options(machine.suite, cache), "download", wanted], cwd=tmp,
-                                  capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="download-", dir=target.parent) as tmp:
+        download = subprocess.run(["apt-get", *apt, "download", wanted], cwd=tmp, capture_output=True, text=True)
         debs = list(Path(tmp).glob("*.deb"))
         if download.returncode or not debs:
             raise VmError(f"apt-get download {wanted} failed: {download.stderr.strip()[-300:]}")
         subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(target)], check=True)
 
 
-def _with_suite_libc(machine: Machine, staging: Path, folder: Path, work: Path, cache: Path) -> None:
+def _with_suite_libc(staging: Path, folder: Path, work: Path, apt: list[str]) -> None:
     """Put the suite's C library beside the kernel and point the kernel at it (interpreter and run path), as
     it will lie in `folder`: a kernel built for a newer Debian than the host's needs its newer glibc."""
-    _download_unpacked(machine, "libc6", "", work / "libc6", cache)
+    _download_unpacked(apt, "libc6", "", work / "libc6")
     libraries = work / "libc6" / "usr" / "lib" / "x86_64-linux-gnu"
     (staging / "lib").mkdir()
     for name in ("ld-linux-x86-64.so.2", "libc.so.6"):  # all that linux.uml links
